@@ -1,0 +1,221 @@
+"""``portspace.Namespace``: one model Linux network namespace with a socket-module-shaped API.
+
+Theory of operation
+-------------------
+A :class:`Namespace` owns a pure kernel model (``model._netns.NetNS``: tables, sysctls,
+devices) and hands out :class:`~portspace.Socket` objects whose methods have the stdlib's names,
+signatures and exceptions.  It adds what ``ip``, ``sysctl`` and ``seteuid`` do on a real host:
+``add_address``, ``add_device``, ``sysctl`` and ``user``.  Nothing here does I/O, reads a clock
+or draws randomness: the RNG is injected (``rng=`` or ``seed=``).
+
+The same surface is offered by :class:`portspace.live.KernelNamespace` on real sockets in a
+private network namespace, which is how the test suite checks the model against the kernel.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import socket as _stdsocket
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from ._hostaddr import sockaddr
+from ._socket import Socket
+from .model._addr import AF_INET, AF_INET6, parse_ipv4, parse_ipv6
+from .model._env import Rng, SeededRng
+from .model._errors import Cause, Op, OutOfScope, Proto, refuse
+from .model._explain import Reason, explain_success
+from .model._netns import NetNS
+
+_NONBLOCK = _stdsocket.SOCK_NONBLOCK
+_CLOEXEC = _stdsocket.SOCK_CLOEXEC
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The answer of :meth:`Namespace.explain`: would the call succeed, with which errno if not,
+    and why (a list of :class:`~portspace.model.Reason`)."""
+
+    call: str
+    ok: bool
+    error: str | None
+    reasons: tuple[Reason, ...]
+
+    def __str__(self) -> str:
+        head = f"{self.call}: " + ("would succeed" if self.ok else f"would fail with {self.error}")
+        return "\n".join([head] + ["  " + str(r).replace("\n", "\n  ") for r in self.reasons])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"call": self.call, "ok": self.ok, "error": self.error,
+                "reasons": [r.as_dict() for r in self.reasons]}
+
+
+class Namespace:
+    """A model Linux 6.18 network namespace (spec §1).
+
+    Args:
+        seed: shortcut for ``rng=SeededRng(seed)``.
+        rng: the random source (``u32()``, ``below(n)``); automatic ports depend on it only.
+        udp_table_size: slots of the UDP hash table (a power of two; the kernel sizes it from
+            RAM, 16384 on a 24 GiB machine) -- it shapes UDP automatic port selection (spec §5.5).
+
+    Fresh state: ``lo`` up with 127.0.0.1/8 and ::1, the sysctl defaults of spec §1.7, the
+    caller is uid 0 (root, all capabilities).
+    """
+
+    def __init__(self, seed: int = 0, *, rng: Rng | None = None, udp_table_size: int = 16384) -> None:
+        if udp_table_size < 256 or udp_table_size > 65536 or udp_table_size & (udp_table_size - 1):
+            raise ValueError("udp_table_size must be a power of two between 256 and 65536")
+        self._kernel = NetNS(rng if rng is not None else SeededRng(seed), udp_table_size)
+        self._handles: dict[int, Socket] = {}
+
+    # -- sockets ---------------------------------------------------------------------
+    def socket(self, family: int = _stdsocket.AF_INET, type: int = _stdsocket.SOCK_STREAM,
+               proto: int = 0) -> Socket:
+        """Like ``socket.socket(family, type, proto)`` (AF_INET/AF_INET6, SOCK_STREAM/SOCK_DGRAM,
+        optionally ``| SOCK_NONBLOCK``).
+
+        Raises:
+            OSError: EAFNOSUPPORT (unknown family), EINVAL (unknown type), EPROTONOSUPPORT
+                (protocol does not match the type).
+            NotImplementedError: families and types the model does not cover (AF_UNIX, raw...).
+        """
+        from ._hostaddr import c_int
+        family, type, proto = c_int(family), c_int(type), c_int(proto)
+        base = type & ~(_NONBLOCK | _CLOEXEC)
+        if family not in (AF_INET, AF_INET6):
+            if family < 0 or family >= 46:  # AF_MAX on 6.18
+                raise refuse(Op.SOCKET, Proto.ANY, Cause.BAD_FAMILY)
+            raise OutOfScope(f"socket family {family} is not modelled (AF_INET and AF_INET6 only)")
+        if base == _stdsocket.SOCK_STREAM:
+            tcp = True
+            if proto not in (0, _stdsocket.IPPROTO_TCP):
+                if proto == 262:
+                    raise OutOfScope("MPTCP sockets are outside the model")
+                raise refuse(Op.SOCKET, Proto.TCP, Cause.PROTO_NOT_SUPPORTED)
+        elif base == _stdsocket.SOCK_DGRAM:
+            tcp = False
+            if proto not in (0, _stdsocket.IPPROTO_UDP):
+                if proto == _stdsocket.IPPROTO_UDPLITE:
+                    raise OutOfScope("UDP-Lite sockets are outside the model")
+                if proto == _stdsocket.IPPROTO_ICMP or proto == 58:
+                    raise OutOfScope("ICMP datagram sockets are outside the model")
+                raise refuse(Op.SOCKET, Proto.UDP, Cause.PROTO_NOT_SUPPORTED)
+        elif base in (_stdsocket.SOCK_RAW, _stdsocket.SOCK_SEQPACKET, _stdsocket.SOCK_RDM):
+            raise OutOfScope(f"socket type {base} is not modelled (SOCK_STREAM and SOCK_DGRAM only)")
+        else:
+            raise refuse(Op.SOCKET, Proto.ANY, Cause.INVALID)
+        sk = self._kernel.socket(family, tcp)
+        s = Socket(self, sk, family, type, proto)
+        return s
+
+    # -- configuration (ip addr / ip link / sysctl / seteuid) ------------------------------
+    def add_address(self, cidr: str, dev: str = "lo") -> None:
+        """Like ``ip addr add CIDR dev DEV`` (IPv6 addresses are usable at once, as with
+        ``nodad``).  Raises ValueError for malformed text, OSError ENODEV / EEXIST."""
+        text, _, plen_text = cidr.partition("/")
+        v4 = parse_ipv4(text) if text.count(".") == 3 else None
+        if v4 is not None:
+            plen = int(plen_text) if plen_text else 32
+            if not 0 <= plen <= 32:
+                raise ValueError(f"bad prefix length in {cidr!r}")
+            self._kernel.add_address_v4(v4, plen, dev)
+            return
+        v6 = parse_ipv6(text)
+        if v6 is None:
+            raise ValueError(f"not an IPv4 or IPv6 address: {cidr!r}")
+        plen = int(plen_text) if plen_text else 128
+        if not 0 <= plen <= 128:
+            raise ValueError(f"bad prefix length in {cidr!r}")
+        self._kernel.add_address_v6(v6, plen, dev)
+
+    def add_device(self, name: str) -> None:
+        """Like ``ip link add NAME type dummy; ip link set NAME up``: a device to bind to."""
+        self._kernel.add_device(name)
+
+    def sysctl(self, name: str, value: Any = None) -> str | None:
+        """Read (``value`` None) or write a ``net.*`` sysctl, with the kernel's text format.
+
+        ``value`` may be text (written as is), an int, or a sequence of ints (joined by a
+        space).  Reading returns the text ``/proc/sys`` shows, without the newline, e.g.
+        ``ns.sysctl("net.ipv4.ip_local_port_range") == "32768\\t60999"``.
+
+        Raises:
+            OSError: EINVAL for a value the kernel refuses; FileNotFoundError for an unknown
+                name; PermissionError (EPERM... as the kernel's EACCES on open) for a non-root
+                writer.
+            NotImplementedError: a real Linux sysctl the model does not cover.
+        """
+        if value is None:
+            return self._kernel.sysctl_read(name)
+        if isinstance(value, (list, tuple)):
+            text = " ".join(str(int(v)) for v in value)
+        else:
+            text = str(value)
+        self._kernel.sysctl_write(name, text)
+        return None
+
+    @contextlib.contextmanager
+    def user(self, uid: int) -> Iterator[None]:
+        """Run the block as ``uid`` (like ``seteuid``): sockets created inside are owned by it,
+        and calls made inside are checked as it (a non-zero uid has no capabilities)."""
+        if not isinstance(uid, int) or uid < 0 or uid > 0xFFFFFFFE:
+            raise ValueError(f"bad uid {uid!r}")
+        saved = self._kernel.uid
+        self._kernel.uid = uid
+        try:
+            yield
+        finally:
+            self._kernel.uid = saved
+
+    # -- queries ---------------------------------------------------------------------
+    def explain(self, sock: Socket, op: str, address: Any = None, backlog: int = 0) -> Explanation:
+        """Would ``sock.bind(address)`` / ``sock.listen()`` succeed now, and why?
+
+        Runs the call on a scratch copy of the namespace, so nothing changes here (not even the
+        RNG state).  Refusals carry the same reasons as the raised error's ``.reasons``.
+        """
+        if op not in ("bind", "listen"):
+            raise ValueError("explain() covers 'bind' and 'listen'")
+        scratch = copy.deepcopy(self)
+        twin = scratch._find(sock.fileno())
+        if twin is None:
+            raise ValueError("socket is closed or not from this namespace")
+        call = f"{op}({address!r})" if op == "bind" else "listen()"
+        call = f"socket #{sock.fileno()} {call}"
+        try:
+            if op == "bind":
+                twin.bind(address)
+            else:
+                twin.listen(backlog) if backlog else twin.listen()
+        except OSError as e:
+            import errno as _errno
+            name = _errno.errorcode.get(e.errno, str(e.errno)) if e.errno is not None else str(e)
+            return Explanation(call, False, name, tuple(getattr(e, "reasons", ())))
+        return Explanation(call, True, None, tuple(explain_success(scratch._kernel, twin._sk, Op.BIND)))
+
+    def _find(self, fd: int) -> Socket | None:
+        sk = self._kernel.socks.get(fd)
+        if sk is None:
+            return None
+        s = Socket(self, sk, sk.family, _stdsocket.SOCK_STREAM if sk.tcp else _stdsocket.SOCK_DGRAM, 0)
+        return s
+
+    def tables(self) -> Any:
+        """A read-only, printable view of the kernel tables (bind buckets, listener chains,
+        UDP slots, reuseport groups)."""
+        from ._tables import Tables
+        return Tables.of(self._kernel)
+
+    def check_invariants(self) -> None:
+        self._kernel.check_invariants()
+
+    @property
+    def uid(self) -> int:
+        """The calling uid (changed by :meth:`user`)."""
+        return self._kernel.uid
+
+    def socket_count(self) -> int:
+        return len(self._kernel.socks)
+
+    _ = (sockaddr, AF_INET6)

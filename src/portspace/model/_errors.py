@@ -1,0 +1,155 @@
+"""The one place an errno is chosen (style rule 3).
+
+Theory of operation
+-------------------
+Rule code never names an errno.  It reports a :class:`Cause` ("the address is in use", "no
+ephemeral port is left", ...) for an :class:`Op`; :func:`errno_for` maps (op, protocol, cause)
+to the errno Linux 6.18 returns, and :func:`refuse` builds the exception the stdlib itself
+raises for that errno: ``OSError(errno, os.strerror(errno))``, which CPython turns into
+``PermissionError`` (EACCES), ``BlockingIOError`` (EAGAIN), ``ConnectionRefusedError``
+(ECONNREFUSED) and so on.  ``str(exc)`` is therefore identical to the kernel's
+(``[Errno 98] Address already in use``).  portspace's extras -- ``exc.cause`` and the lazily
+computed ``exc.reasons`` -- are attributes on that very instance, never a subclass.
+
+The table is keyed by operation and protocol because the same cause has different errnos on
+different paths (spec §0.6, §5.6): no ephemeral port is EADDRINUSE for bind()/listen(),
+EADDRNOTAVAIL for TCP connect() and EAGAIN for UDP sendto()/connect().
+"""
+from __future__ import annotations
+
+import enum
+import errno
+import os
+from typing import Any, Final
+
+
+class Op(enum.Enum):
+    SOCKET = "socket"
+    SETSOCKOPT = "setsockopt"
+    GETSOCKOPT = "getsockopt"
+    BIND = "bind"
+    LISTEN = "listen"
+    CONNECT = "connect"
+    ACCEPT = "accept"
+    SEND = "send"
+    SENDTO = "sendto"
+    RECV = "recv"
+    SHUTDOWN = "shutdown"
+    CLOSE = "close"
+    GETSOCKNAME = "getsockname"
+    GETPEERNAME = "getpeername"
+    SYSCTL = "sysctl"
+    NETLINK = "netlink"  # ip addr / ip link
+
+
+class Proto(enum.Enum):
+    TCP = "tcp"
+    UDP = "udp"
+    ANY = "any"
+
+
+class Cause(enum.Enum):
+    """Why a call was refused, in the kernel's terms."""
+
+    ADDR_IN_USE = "the port is held by a conflicting socket (spec §3.2-3.5)"
+    NO_EPHEMERAL_PORT = "no port of the ephemeral range is free (spec §5.6)"
+    ADDR_NOT_LOCAL = "the address is not configured in this namespace (spec §3.1)"
+    PRIVILEGED_PORT = "the port is below ip_unprivileged_port_start and the caller lacks CAP_NET_BIND_SERVICE (spec §3.1)"
+    ALREADY_BOUND = "the socket already has a port or is not in CLOSE state (spec §3.1)"
+    BAD_FAMILY = "the address family does not match the socket (spec §3.1)"
+    MAPPED_ON_V6ONLY = "a v4-mapped address on an IPV6_V6ONLY socket (spec §3.1)"
+    SCOPE_REQUIRED = "a link-local address needs a device (spec §3.1)"
+    MULTICAST_STREAM = "a TCP socket cannot bind an IPv6 multicast address (spec §3.1)"
+    NO_DEVICE = "no such device"
+    INVALID = "invalid argument"
+    BAD_OPTLEN = "option length does not match the option"
+    V6ONLY_AFTER_BIND = "IPV6_V6ONLY cannot change once the socket has a port (spec §1.1)"
+    NOT_STREAM = "the operation needs a SOCK_STREAM socket"
+    NO_PROTOOPT = "unknown option for this level"
+    BAD_FD = "the socket is closed"
+    NOT_CONNECTED = "the socket is not connected"
+    SYSCTL_INVALID = "the kernel rejects this value"
+    SYSCTL_UNKNOWN = "no such sysctl"
+    ADDR_EXISTS = "the address is already configured"
+    DEVICE_EXISTS = "a device of that name exists"
+    NOT_PERMITTED = "operation not permitted"
+    PROTO_NOT_SUPPORTED = "the protocol does not match the socket type"
+    FAULT = "the option buffer is not readable (NULL with a length)"
+
+
+# (op, proto, cause) -> errno; ``Proto.ANY`` entries apply to both protocols.
+ERRNO_FOR: Final[dict[tuple[Op, Proto, Cause], int]] = {
+    (Op.BIND, Proto.ANY, Cause.NO_EPHEMERAL_PORT): errno.EADDRINUSE,
+    (Op.LISTEN, Proto.TCP, Cause.NO_EPHEMERAL_PORT): errno.EADDRINUSE,
+    (Op.CONNECT, Proto.TCP, Cause.NO_EPHEMERAL_PORT): errno.EADDRNOTAVAIL,
+    (Op.CONNECT, Proto.UDP, Cause.NO_EPHEMERAL_PORT): errno.EAGAIN,
+    (Op.SENDTO, Proto.UDP, Cause.NO_EPHEMERAL_PORT): errno.EAGAIN,
+    (Op.LISTEN, Proto.UDP, Cause.NOT_STREAM): errno.EOPNOTSUPP,
+    (Op.LISTEN, Proto.TCP, Cause.INVALID): errno.EINVAL,
+}
+
+# cause -> errno where the operation does not matter.
+ERRNO_DEFAULT: Final[dict[Cause, int]] = {
+    Cause.ADDR_IN_USE: errno.EADDRINUSE,
+    Cause.ADDR_NOT_LOCAL: errno.EADDRNOTAVAIL,
+    Cause.PRIVILEGED_PORT: errno.EACCES,
+    Cause.ALREADY_BOUND: errno.EINVAL,
+    Cause.BAD_FAMILY: errno.EAFNOSUPPORT,
+    Cause.MAPPED_ON_V6ONLY: errno.EINVAL,
+    Cause.SCOPE_REQUIRED: errno.EINVAL,
+    Cause.MULTICAST_STREAM: errno.EINVAL,
+    Cause.NO_DEVICE: errno.ENODEV,
+    Cause.INVALID: errno.EINVAL,
+    Cause.BAD_OPTLEN: errno.EINVAL,
+    Cause.V6ONLY_AFTER_BIND: errno.EINVAL,
+    Cause.NOT_STREAM: errno.EOPNOTSUPP,
+    Cause.NO_PROTOOPT: errno.ENOPROTOOPT,
+    Cause.BAD_FD: errno.EBADF,
+    Cause.NOT_CONNECTED: errno.ENOTCONN,
+    Cause.SYSCTL_INVALID: errno.EINVAL,
+    Cause.SYSCTL_UNKNOWN: errno.ENOENT,
+    Cause.ADDR_EXISTS: errno.EEXIST,
+    Cause.DEVICE_EXISTS: errno.EEXIST,
+    Cause.NOT_PERMITTED: errno.EPERM,
+    Cause.FAULT: errno.EFAULT,
+    Cause.PROTO_NOT_SUPPORTED: errno.EPROTONOSUPPORT,
+}
+
+
+def errno_for(op: Op, proto: Proto, cause: Cause) -> int:
+    """The errno Linux returns when ``op`` on a ``proto`` socket fails for ``cause``."""
+    e = ERRNO_FOR.get((op, proto, cause))
+    if e is None:
+        e = ERRNO_FOR.get((op, Proto.ANY, cause))
+    if e is None:
+        e = ERRNO_DEFAULT[cause]
+    return e
+
+
+# strerror texts are fixed per errno; cache them (os.strerror is a libc call).
+_STRERROR: dict[int, str] = {}
+
+
+def refuse(op: Op, proto: Proto, cause: Cause, reasons: Any = None, filename: str | None = None) -> OSError:
+    """Build (do not raise) the stdlib's exception for this refusal.
+
+    Args:
+        op, proto, cause: what failed and why.
+        reasons: an object exposing the explanation lazily (``_explain.LazyReasons``) or None.
+        filename: set for errors that the stdlib reports with a path (sysctl files).
+    Returns:
+        ``OSError(errno, strerror)`` -- CPython picks the subclass from the errno -- carrying
+        ``.cause`` and ``.reasons``.
+    """
+    code = errno_for(op, proto, cause)
+    text = _STRERROR.get(code)
+    if text is None:
+        text = _STRERROR[code] = os.strerror(code)
+    exc = OSError(code, text) if filename is None else OSError(code, text, filename)
+    exc.cause = cause  # type: ignore[attr-defined]
+    exc.reasons = reasons if reasons is not None else ()  # type: ignore[attr-defined]
+    return exc
+
+
+class OutOfScope(NotImplementedError):
+    """A Linux feature portspace does not model (spec §9.6 and below).  The message names it."""

@@ -1,0 +1,874 @@
+"""NetNS: one Linux network namespace, its tables, and the syscall-shaped operations.
+
+Theory of operation
+-------------------
+Rule 1: this class is the ONLY place model state changes, and only through methods named after
+the syscall (or netlink / sysctl call) they model: ``socket``, ``setsockopt``, ``bind``,
+``listen``, ``close``, ``add_address``, ``add_device``, ``sysctl_write``.  Helpers that only
+read are nouns or ``is_``/``has_`` questions.
+Rule 2: decisions come from ``_rules.py``; errnos from ``_errors.py``; explanations from
+``_explain.py``.  This file sequences the checks in kernel order (spec §3.1, §4) and keeps the
+tables consistent.
+
+The caller passes parsed, typed arguments (ints for addresses, bytes for option values); the
+socket-shaped facade (``portspace._socket``) does the stdlib's argument parsing, so that a
+``TypeError`` or ``OverflowError`` comes from the same layer as in CPython.
+
+What it does not know: time and randomness (injected ``Rng``), host names, the host.
+"""
+from __future__ import annotations
+
+import heapq
+from typing import Any, Callable, Iterator
+
+from . import _rules
+from ._addr import (AF_INET, AF_INET6, ANY, LOOPBACK4_IPV6, V4MAPPED_PREFIX, coverage, v4_is_multicast,
+                    v6_is_mapped, v6_is_multicast, v6_needs_scope)
+from ._env import Rng
+from ._errors import Cause, Op, OutOfScope, Proto, refuse
+from ._rules import CLOSE, LISTEN
+from ._sock import Bind2Bucket, BindBucket, ReuseportGroup, Sock, chain_key
+from ._sysctl import RANGE, SysctlError, Sysctls
+
+# Option numbers (Linux asm-generic/socket.h, in.h, in6.h, tcp.h); the model does not import
+# the stdlib socket module, the facade checks these equal its constants.
+SOL_SOCKET = 1
+IPPROTO_IP = 0
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+IPPROTO_IPV6 = 41
+SO_REUSEADDR = 2
+SO_KEEPALIVE = 9
+SO_BROADCAST = 6
+SO_REUSEPORT = 15
+SO_BINDTODEVICE = 25
+SO_TYPE = 3
+SO_ERROR = 4
+SO_DOMAIN = 39
+SO_PROTOCOL = 38
+SO_ACCEPTCONN = 30
+SO_BINDTOIFINDEX = 62
+IP_FREEBIND = 15
+IP_TRANSPARENT = 19
+IP_BIND_ADDRESS_NO_PORT = 24
+IP_LOCAL_PORT_RANGE = 51
+IPV6_V6ONLY = 26
+IPV6_FREEBIND = 78
+IPV6_TRANSPARENT = 75
+TCP_NODELAY = 1
+IFNAMSIZ = 16
+SOCK_STREAM = 1
+SOCK_DGRAM = 2
+
+RTN_LOCAL, RTN_BROADCAST, RTN_MULTICAST, RTN_UNICAST = "local", "broadcast", "multicast", "unicast"
+
+# Boolean options that have no effect on port management: stored and read back, nothing more.
+_PLAIN_BOOL_OPTS = {(SOL_SOCKET, SO_KEEPALIVE), (SOL_SOCKET, SO_BROADCAST), (IPPROTO_TCP, TCP_NODELAY)}
+
+
+_MODELLED_OPTS = {(SOL_SOCKET, SO_REUSEADDR), (SOL_SOCKET, SO_REUSEPORT), (SOL_SOCKET, SO_BINDTODEVICE),
+                  (SOL_SOCKET, SO_BINDTOIFINDEX), (IPPROTO_IP, IP_FREEBIND), (IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT),
+                  (IPPROTO_IP, IP_LOCAL_PORT_RANGE), (IPPROTO_IPV6, IPV6_V6ONLY), (IPPROTO_IPV6, IPV6_FREEBIND)}
+
+
+class Device:
+    """A network device: name, ifindex, loopback or not."""
+
+    __slots__ = ("name", "ifindex", "loopback")
+
+    def __init__(self, name: str, ifindex: int, loopback: bool) -> None:
+        self.name, self.ifindex, self.loopback = name, ifindex, loopback
+
+
+class Route:
+    """An entry of the IPv4 local routing table (only what bind() consults)."""
+
+    __slots__ = ("prefix", "plen", "kind", "ifindex")
+
+    def __init__(self, prefix: int, plen: int, kind: str, ifindex: int) -> None:
+        self.prefix, self.plen, self.kind, self.ifindex = prefix, plen, kind, ifindex
+
+
+def _mask(plen: int) -> int:
+    return (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
+
+
+class Refusal:
+    """Everything needed to explain a refused call later: frozen views of the socket asking
+    and of the owners it met, plus the decision inputs.  Built only on refusal."""
+
+    __slots__ = ("op", "proto", "cause", "new", "port", "owners", "detail", "ns", "extra")
+
+    def __init__(self, op: Op, proto: Proto, cause: Cause, new: Any, port: int, owners: tuple,
+                 detail: str, ns: "NetNS", extra: Any = None) -> None:
+        self.op, self.proto, self.cause, self.new, self.port = op, proto, cause, new, port
+        self.owners, self.detail, self.ns, self.extra = owners, detail, ns, extra
+
+
+class NetNS:
+    """The state of one network namespace (spec §1): devices and addresses, sysctls, sockets
+    and the TCP/UDP port tables.  See the module header for the rules of this class."""
+
+    def __init__(self, rng: Rng, udp_table_size: int = 16384) -> None:
+        self.rng = rng
+        self.sysctls = Sysctls()
+        self.uid = 0
+        self.devices: dict[str, Device] = {"lo": Device("lo", 1, True)}
+        self.dev_by_index: dict[int, Device] = {1: self.devices["lo"]}
+        self._next_ifindex = 2
+        # IPv4 addresses: (addr, plen, ifindex, secondary); IPv6: (addr, plen, ifindex)
+        self.v4_addrs: list[tuple[int, int, int, bool]] = []
+        self.v6_addrs: list[tuple[int, int, int]] = []
+        self.routes: list[Route] = []
+        self._type_cache: dict[int, str] = {}
+        self.socks: dict[int, Sock] = {}
+        self._free_fds: list[int] = []
+        self._next_fd = 3
+        self.bhash: dict[int, BindBucket] = {}
+        self.lhash2: dict[tuple[int, int, int], list[Sock]] = {}
+        self.udp_ports: dict[int, list[Sock]] = {}
+        self.udp_hash2: dict[tuple[int, int, int], list[Sock]] = {}
+        self.udp_table_size = udp_table_size
+        self._group_seq = 0
+        self._bind_seq = 0
+        # what `ip link set lo up` configures in a fresh namespace
+        self.add_address_v4(0x7F000001, 8, "lo")
+        self.add_address_v6(1, 128, "lo")
+
+    # ------------------------------------------------------------------------------------
+    # Devices, addresses, routes  (ip link / ip addr)
+    # ------------------------------------------------------------------------------------
+
+    def add_device(self, name: str) -> Device:
+        """``ip link add NAME type dummy`` + up: a device sockets can be bound to."""
+        if not name or len(name) >= IFNAMSIZ or "/" in name or any(c.isspace() for c in name):
+            raise refuse(Op.NETLINK, Proto.ANY, Cause.INVALID)
+        if name in self.devices:
+            raise refuse(Op.NETLINK, Proto.ANY, Cause.DEVICE_EXISTS)
+        dev = Device(name, self._next_ifindex, False)
+        self._next_ifindex += 1
+        self.devices[name] = dev
+        self.dev_by_index[dev.ifindex] = dev
+        return dev
+
+    def _device(self, name: str) -> Device:
+        dev = self.devices.get(name)
+        if dev is None:
+            raise refuse(Op.NETLINK, Proto.ANY, Cause.NO_DEVICE)
+        return dev
+
+    def add_address_v4(self, addr: int, plen: int, devname: str) -> None:
+        """``ip addr add A/plen dev D`` (``devinet.c: inet_insert_ifa`` + ``fib_frontend.c:
+        fib_add_ifaddr``): a local route for A; for a primary address with plen < 32 the prefix
+        route (RTN_LOCAL on a loopback device, so every address of 127.0.0.0/8 is local) and,
+        for plen < 31, the subnet broadcast."""
+        dev = self._device(devname)
+        if any(a == addr and p == plen and i == dev.ifindex for a, p, i, _ in self.v4_addrs):
+            raise refuse(Op.NETLINK, Proto.ANY, Cause.ADDR_EXISTS)
+        mask = _mask(plen)
+        prefix = addr & mask
+        secondary = any(i == dev.ifindex and p == plen and (a & mask) == prefix
+                        for a, p, i, _ in self.v4_addrs)
+        self.v4_addrs.append((addr, plen, dev.ifindex, secondary))
+        self.routes.append(Route(addr, 32, RTN_LOCAL, dev.ifindex))
+        if prefix != 0 and not secondary and (prefix != addr or plen < 32):
+            if dev.loopback:
+                self.routes.append(Route(prefix, plen, RTN_LOCAL, dev.ifindex))
+            if plen < 31:
+                self.routes.append(Route(prefix | (~mask & 0xFFFFFFFF), 32, RTN_BROADCAST, dev.ifindex))
+        self.routes.sort(key=lambda r: -r.plen)
+        self._type_cache.clear()
+
+    def add_address_v6(self, addr: int, plen: int, devname: str) -> None:
+        """``ip addr add X/plen dev D nodad``."""
+        dev = self._device(devname)
+        if any(a == addr and i == dev.ifindex for a, _, i in self.v6_addrs):
+            raise refuse(Op.NETLINK, Proto.ANY, Cause.ADDR_EXISTS)
+        self.v6_addrs.append((addr, plen, dev.ifindex))
+
+    def v4_addr_type(self, addr: int, ifindex: int = 0) -> str:
+        """``fib_frontend.c: __inet_dev_addr_type`` on the local table: 0.0.0.0/8 and
+        255.255.255.255 are "broadcast", 224/4 "multicast"; otherwise the longest matching local
+        route's type, or "unicast" (not local).  With a device, a route through another device
+        gives "unicast"."""
+        if ifindex == 0:
+            t = self._type_cache.get(addr)
+            if t is not None:
+                return t
+        if addr >> 24 == 0 or addr == 0xFFFFFFFF:
+            t = RTN_BROADCAST
+        elif v4_is_multicast(addr):
+            t = RTN_MULTICAST
+        else:
+            t = RTN_UNICAST
+            for r in self.routes:
+                if addr & _mask(r.plen) == r.prefix:
+                    if not ifindex or ifindex == r.ifindex:
+                        t = r.kind
+                    break
+        if ifindex == 0:
+            self._type_cache[addr] = t
+        return t
+
+    def has_v6_addr(self, addr: int, ifindex: int) -> bool:
+        """``addrconf.c: ipv6_chk_addr(net, addr, dev, strict=0)``: configured on ``dev``, or, for
+        an unbound socket, anywhere; a global address on another device also counts when a
+        device is given (only link- and host-scoped ones are tied to their device)."""
+        for a, _, i in self.v6_addrs:
+            if a != addr:
+                continue
+            if not ifindex or i == ifindex:
+                return True
+            if not (a == 1 or v6_needs_scope(a)):
+                return True
+        return False
+
+    # ------------------------------------------------------------------------------------
+    # sysctl
+    # ------------------------------------------------------------------------------------
+
+    def sysctl_read(self, name: str) -> str:
+        try:
+            return self.sysctls.read(name)
+        except SysctlError as e:
+            raise self._sysctl_error(e) from None
+
+    def sysctl_write(self, name: str, text: str) -> None:
+        if self.uid != 0:
+            raise refuse(Op.SYSCTL, Proto.ANY, Cause.NOT_PERMITTED, filename=_proc_path(name))
+        try:
+            self.sysctls.write(name, text)
+        except SysctlError as e:
+            raise self._sysctl_error(e) from None
+
+    @staticmethod
+    def _sysctl_error(e: SysctlError) -> Exception:
+        if e.cause == "unmodelled":
+            return OutOfScope(e.detail)
+        if e.cause == "unknown":
+            return refuse(Op.SYSCTL, Proto.ANY, Cause.SYSCTL_UNKNOWN, filename=_proc_path(e.name))
+        err = refuse(Op.SYSCTL, Proto.ANY, Cause.SYSCTL_INVALID)
+        err.reasons = (e.detail,)  # type: ignore[attr-defined]
+        return err
+
+    # ------------------------------------------------------------------------------------
+    # socket()
+    # ------------------------------------------------------------------------------------
+
+    def socket(self, family: int, tcp: bool) -> Sock:
+        """``socket(2)``: a new socket owned by the calling uid (``sock_init_data`` records the
+        creator's fsuid, spec §1.1), v6only from ``net.ipv6.bindv6only``, lowest free fd."""
+        if self._free_fds:
+            fd = heapq.heappop(self._free_fds)
+        else:
+            fd = self._next_fd
+            self._next_fd += 1
+        v6only = family == AF_INET6 and self.sysctls.ints["net.ipv6.bindv6only"] != 0
+        sk = Sock(fd, family, tcp, self.uid, v6only)
+        self.socks[fd] = sk
+        return sk
+
+    # ------------------------------------------------------------------------------------
+    # setsockopt / getsockopt (kernel side: option bytes in, bytes out)
+    # ------------------------------------------------------------------------------------
+
+    def setsockopt(self, sk: Sock, level: int, opt: int, val: bytes) -> None:
+        """``setsockopt(2)`` for the options that matter to the port manager (spec §1.1).
+        ``val`` is the option buffer exactly as passed (its length is optlen)."""
+        proto = Proto.TCP if sk.tcp else Proto.UDP
+        n = len(val)
+        if level == SOL_SOCKET:
+            if opt == SO_BINDTODEVICE:
+                name = val[:IFNAMSIZ - 1].split(b"\0", 1)[0]
+                ifindex = 0
+                if name:
+                    dev = self.devices.get(name.decode("latin-1"))
+                    if dev is None:
+                        raise refuse(Op.SETSOCKOPT, proto, Cause.NO_DEVICE)
+                    ifindex = dev.ifindex
+                self._bind_to_index(sk, ifindex, proto)
+                return
+            if n < 4:  # sk_setsockopt: int options need sizeof(int)
+                raise refuse(Op.SETSOCKOPT, proto, Cause.BAD_OPTLEN)
+            v = int.from_bytes(val[:4], "little", signed=True)
+            if opt == SO_REUSEADDR:
+                sk.reuseaddr = v != 0
+            elif opt == SO_REUSEPORT:
+                sk.reuseport = v != 0
+            elif opt == SO_BINDTOIFINDEX:
+                if v and v not in self.dev_by_index:
+                    raise refuse(Op.SETSOCKOPT, proto, Cause.NO_DEVICE)
+                if v < 0:
+                    raise refuse(Op.SETSOCKOPT, proto, Cause.INVALID)
+                self._bind_to_index(sk, v, proto)
+            elif (level, opt) in _PLAIN_BOOL_OPTS:
+                sk.opts[(level, opt)] = int(v != 0)
+            elif opt in (SO_TYPE, SO_ERROR, SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN):
+                raise refuse(Op.SETSOCKOPT, proto, Cause.NO_PROTOOPT)
+            else:
+                raise OutOfScope(f"setsockopt(SOL_SOCKET, {opt}) is not modelled by portspace")
+            return
+        if level == IPPROTO_IP:
+            # do_ip_setsockopt: an int, or a single byte when optlen < 4; optlen 0 means 0
+            v = int.from_bytes(val[:4], "little", signed=True) if n >= 4 else (val[0] if n >= 1 else 0)
+            if opt == IP_FREEBIND:
+                if n < 1:
+                    raise refuse(Op.SETSOCKOPT, proto, Cause.BAD_OPTLEN)
+                sk.freebind = v != 0
+            elif opt == IP_BIND_ADDRESS_NO_PORT:
+                sk.no_port = v != 0
+            elif opt == IP_LOCAL_PORT_RANGE:
+                if n != 4:
+                    raise refuse(Op.SETSOCKOPT, proto, Cause.BAD_OPTLEN)
+                uv = v & 0xFFFFFFFF
+                lo, hi = uv & 0xFFFF, uv >> 16
+                if lo and hi and lo > hi:
+                    raise refuse(Op.SETSOCKOPT, proto, Cause.INVALID)
+                sk.port_range = uv
+            elif opt == IP_TRANSPARENT:
+                raise OutOfScope("IP_TRANSPARENT (tproxy) is outside the model (spec scope)")
+            else:
+                raise OutOfScope(f"setsockopt(IPPROTO_IP, {opt}) is not modelled by portspace")
+            return
+        if level == IPPROTO_IPV6:
+            if sk.family != AF_INET6:
+                raise refuse(Op.SETSOCKOPT, proto, Cause.NO_PROTOOPT)
+            v = int.from_bytes(val[:4], "little", signed=True) if n >= 4 else 0
+            if opt == IPV6_V6ONLY:
+                if n < 4 or sk.num:
+                    raise refuse(Op.SETSOCKOPT, proto, Cause.V6ONLY_AFTER_BIND if n >= 4 else Cause.BAD_OPTLEN)
+                sk.v6only = v != 0
+            elif opt == IPV6_FREEBIND:
+                if n < 4:
+                    raise refuse(Op.SETSOCKOPT, proto, Cause.BAD_OPTLEN)
+                sk.freebind = v != 0
+            elif opt == IPV6_TRANSPARENT:
+                raise OutOfScope("IPV6_TRANSPARENT (tproxy) is outside the model (spec scope)")
+            else:
+                raise OutOfScope(f"setsockopt(IPPROTO_IPV6, {opt}) is not modelled by portspace")
+            return
+        if level == IPPROTO_TCP and sk.tcp:
+            if (level, opt) in _PLAIN_BOOL_OPTS:
+                if n < 4:
+                    raise refuse(Op.SETSOCKOPT, proto, Cause.BAD_OPTLEN)
+                sk.opts[(level, opt)] = int(int.from_bytes(val[:4], "little", signed=True) != 0)
+                return
+            raise OutOfScope(f"setsockopt(IPPROTO_TCP, {opt}) is not modelled by portspace")
+        if level in (IPPROTO_TCP, IPPROTO_UDP):
+            raise OutOfScope(f"setsockopt(level {level}, {opt}) on a {sk.proto} socket is not modelled")
+        raise OutOfScope(f"setsockopt(level {level}, {opt}) is not modelled by portspace")
+
+    def setsockopt_null(self, sk: Sock, level: int, opt: int, optlen: int) -> None:
+        """``setsockopt(level, opt, NULL, optlen > 0)``: every modelled option copies from the
+        buffer first, so the kernel answers EFAULT; unmodelled options stay out of scope."""
+        if (level, opt) not in _MODELLED_OPTS and (level, opt) not in _PLAIN_BOOL_OPTS:
+            raise OutOfScope(f"setsockopt(level {level}, {opt}) is not modelled by portspace")
+        proto = Proto.TCP if sk.tcp else Proto.UDP
+        raise refuse(Op.SETSOCKOPT, proto, Cause.FAULT)
+
+    def _bind_to_index(self, sk: Sock, ifindex: int, proto: Proto) -> None:
+        """``sock.c: sock_bindtoindex_locked``: changing an existing binding needs CAP_NET_RAW."""
+        if sk.bound_dev and self.uid != 0:
+            raise refuse(Op.SETSOCKOPT, proto, Cause.NOT_PERMITTED)
+        sk.bound_dev = ifindex
+
+    def getsockopt(self, sk: Sock, level: int, opt: int, buflen: int) -> bytes:
+        """``getsockopt(2)``: returns the bytes the kernel copies out for a ``buflen`` buffer."""
+        proto = Proto.TCP if sk.tcp else Proto.UDP
+        if level == SOL_SOCKET:
+            if opt == SO_BINDTODEVICE:
+                if not sk.bound_dev:
+                    return b""
+                if buflen < IFNAMSIZ:
+                    raise refuse(Op.GETSOCKOPT, proto, Cause.INVALID)
+                return self.dev_by_index[sk.bound_dev].name.encode() + b"\0"
+            if opt == SO_REUSEADDR:
+                v = int(sk.reuseaddr)
+            elif opt == SO_REUSEPORT:
+                v = int(sk.reuseport)
+            elif opt == SO_BINDTOIFINDEX:
+                v = sk.bound_dev
+            elif opt == SO_TYPE:
+                v = SOCK_STREAM if sk.tcp else SOCK_DGRAM
+            elif opt == SO_DOMAIN:
+                v = sk.family
+            elif opt == SO_PROTOCOL:
+                v = IPPROTO_TCP if sk.tcp else IPPROTO_UDP
+            elif opt == SO_ACCEPTCONN:
+                v = int(sk.state == LISTEN)
+            elif opt == SO_ERROR:
+                v = 0
+            elif (level, opt) in _PLAIN_BOOL_OPTS:
+                v = sk.opts.get((level, opt), 0)
+            else:
+                raise OutOfScope(f"getsockopt(SOL_SOCKET, {opt}) is not modelled by portspace")
+            return v.to_bytes(4, "little", signed=True)[:max(buflen, 0)]
+        if level == IPPROTO_IP:
+            if opt == IP_FREEBIND:
+                v = int(sk.freebind)
+            elif opt == IP_BIND_ADDRESS_NO_PORT:
+                v = int(sk.no_port)
+            elif opt == IP_LOCAL_PORT_RANGE:
+                # do_ip_getsockopt: a u32, optlen must be >= 4 ... copies exactly 4 bytes
+                if buflen < 4:
+                    raise refuse(Op.GETSOCKOPT, proto, Cause.INVALID)
+                return sk.port_range.to_bytes(4, "little")
+            else:
+                raise OutOfScope(f"getsockopt(IPPROTO_IP, {opt}) is not modelled by portspace")
+            # do_ip_getsockopt: a short buffer gets one byte when the value fits in a char
+            if 0 < buflen < 4 and 0 <= v <= 255:
+                return bytes([v])
+            return v.to_bytes(4, "little", signed=True)[:max(buflen, 0)]
+        if level == IPPROTO_IPV6:
+            if sk.family != AF_INET6:
+                raise refuse(Op.GETSOCKOPT, proto, Cause.NO_PROTOOPT)
+            if opt == IPV6_V6ONLY:
+                v = int(sk.v6only)
+            elif opt == IPV6_FREEBIND:
+                v = int(sk.freebind)
+            else:
+                raise OutOfScope(f"getsockopt(IPPROTO_IPV6, {opt}) is not modelled by portspace")
+            return v.to_bytes(4, "little", signed=True)[:max(buflen, 0)]
+        if level == IPPROTO_TCP and sk.tcp and (level, opt) in _PLAIN_BOOL_OPTS:
+            return sk.opts.get((level, opt), 0).to_bytes(4, "little", signed=True)[:max(buflen, 0)]
+        raise OutOfScope(f"getsockopt(level {level}, {opt}) is not modelled by portspace")
+
+    # ------------------------------------------------------------------------------------
+    # bind()
+    # ------------------------------------------------------------------------------------
+
+    def _may_bind_service(self, port: int) -> bool:
+        """``ip.h: inet_port_requires_bind_service`` + the caller's CAP_NET_BIND_SERVICE: the
+        model gives every capability to uid 0 and none to other uids."""
+        return not port or port >= self.sysctls.ints["net.ipv4.ip_unprivileged_port_start"] or self.uid == 0
+
+    def bind_v4(self, sk: Sock, addr: int, port: int) -> None:
+        """``af_inet.c: __inet_bind`` (spec §3.1, IPv4 table, in kernel order)."""
+        proto = Proto.TCP if sk.tcp else Proto.UDP
+        if addr:
+            t = self.v4_addr_type(addr)
+            if t == RTN_UNICAST and not (self.sysctls.ints["net.ipv4.ip_nonlocal_bind"] or sk.freebind
+                                         or sk.transparent):
+                raise refuse(Op.BIND, proto, Cause.ADDR_NOT_LOCAL, self._simple_reasons(
+                    sk, Op.BIND, Cause.ADDR_NOT_LOCAL, port, addr=addr))
+        if not self._may_bind_service(port):
+            raise refuse(Op.BIND, proto, Cause.PRIVILEGED_PORT, self._simple_reasons(
+                sk, Op.BIND, Cause.PRIVILEGED_PORT, port))
+        if sk.state != CLOSE or sk.num:
+            raise refuse(Op.BIND, proto, Cause.ALREADY_BOUND, self._simple_reasons(
+                sk, Op.BIND, Cause.ALREADY_BOUND, port))
+        sk.rcv_saddr = addr
+        sk.v6_rcv_saddr = 0
+        self._bind_finish(sk, port, proto, addr != 0, None)
+
+    def bind_v6(self, sk: Sock, addr: int, port: int, scope_id: int) -> None:
+        """``af_inet6.c: __inet6_bind`` (spec §3.1, IPv6 table, in kernel order)."""
+        proto = Proto.TCP if sk.tcp else Proto.UDP
+        if v6_is_multicast(addr) and sk.tcp:
+            raise refuse(Op.BIND, proto, Cause.MULTICAST_STREAM)
+        if not self._may_bind_service(port):
+            raise refuse(Op.BIND, proto, Cause.PRIVILEGED_PORT, self._simple_reasons(
+                sk, Op.BIND, Cause.PRIVILEGED_PORT, port))
+        if sk.state != CLOSE or sk.num:
+            raise refuse(Op.BIND, proto, Cause.ALREADY_BOUND, self._simple_reasons(
+                sk, Op.BIND, Cause.ALREADY_BOUND, port))
+        v4addr = 0
+        if v6_is_mapped(addr):
+            if sk.v6only:
+                raise refuse(Op.BIND, proto, Cause.MAPPED_ON_V6ONLY)
+            v4addr = addr & 0xFFFFFFFF
+            t = self.v4_addr_type(v4addr, sk.bound_dev) if v4addr else RTN_BROADCAST
+            if t == RTN_UNICAST and not (self.sysctls.ints["net.ipv4.ip_nonlocal_bind"] or sk.freebind
+                                         or sk.transparent):
+                raise refuse(Op.BIND, proto, Cause.ADDR_NOT_LOCAL, self._simple_reasons(
+                    sk, Op.BIND, Cause.ADDR_NOT_LOCAL, port, addr=v4addr))
+        elif addr != 0:
+            if v6_needs_scope(addr):
+                if scope_id:
+                    # the scope id overrides the bound device, and stays even if bind fails
+                    sk.bound_dev = scope_id
+                if not sk.bound_dev:
+                    raise refuse(Op.BIND, proto, Cause.SCOPE_REQUIRED)
+            if sk.bound_dev and sk.bound_dev not in self.dev_by_index:
+                raise refuse(Op.BIND, proto, Cause.NO_DEVICE)
+            v4addr = LOOPBACK4_IPV6
+            if not v6_is_multicast(addr):
+                if not (self.sysctls.ints["net.ipv6.ip_nonlocal_bind"] or sk.freebind or sk.transparent) \
+                        and not self.has_v6_addr(addr, sk.bound_dev):
+                    raise refuse(Op.BIND, proto, Cause.ADDR_NOT_LOCAL, self._simple_reasons(
+                        sk, Op.BIND, Cause.ADDR_NOT_LOCAL, port, addr6=addr))
+        sk.rcv_saddr = v4addr
+        sk.v6_rcv_saddr = addr
+        saved_v6only = sk.v6only
+        if addr != 0 and not v6_is_mapped(addr):
+            sk.v6only = True  # forced for a specific non-mapped address [V bind:Q]
+        try:
+            self._bind_finish(sk, port, proto, addr != 0, saved_v6only)
+        except OSError:
+            sk.v6only = saved_v6only
+            raise
+
+    def _bind_finish(self, sk: Sock, port: int, proto: Proto, has_addr: bool, saved_v6only: bool | None) -> None:
+        """Common tail of bind(): coverage, then get_port unless IP_BIND_ADDRESS_NO_PORT with
+        port 0 (spec §5.4), then the userlocks.  On failure the address is reset
+        (``inet_reset_saddr``)."""
+        sk.cov4, sk.cov6 = coverage(sk.family, sk.rcv_saddr, sk.v6_rcv_saddr, sk.v6only)
+        if port or not sk.no_port:
+            try:
+                if sk.tcp:
+                    self._tcp_get_port(sk, port, Op.BIND)
+                else:
+                    self._udp_get_port(sk, port, Op.BIND)
+            except OSError:
+                sk.rcv_saddr = 0
+                sk.v6_rcv_saddr = 0
+                sk.cov4 = sk.cov6 = None
+                raise
+        sk.bindaddr_lock = has_addr
+        sk.bindport_lock = port != 0
+
+    # ------------------------------------------------------------------------------------
+    # TCP port allocation (inet_csk_get_port)
+    # ------------------------------------------------------------------------------------
+
+    def _tcp_get_port(self, sk: Sock, port: int, op: Op) -> None:
+        """``inet_connection_sock.c: inet_csk_get_port``: an explicit port is checked against
+        its bucket (fast path of spec §3.3, then the pairwise rule of §3.2 with relax =
+        reuseport_ok = True); port 0 searches (§5.2).  On success the socket joins the bucket
+        and the fast flags are updated."""
+        searched = port == 0
+        if searched:
+            port = self._tcp_find_open_port(sk, op)  # already checked by the search
+        tb = self.bhash.get(port)
+        if not searched and tb is not None and tb.tb2s and not _rules.fast_path_admits(tb, sk):
+            tcp_conflict = _rules.tcp_conflict
+            for tb2 in tb.tb2s.values():
+                for old in tb2.owners:
+                    if old is not sk and tcp_conflict(sk, old, True, True):
+                        raise self._conflict(sk, port, op, tb)
+        if tb is None:
+            tb = self.bhash[port] = BindBucket(port)
+        if sk.tb is None:
+            key = sk.v6_rcv_saddr if sk.family == AF_INET6 else (V4MAPPED_PREFIX | sk.rcv_saddr)
+            tb2 = tb.tb2s.get(key)
+            if tb2 is None:
+                tb2 = tb.tb2s[key] = Bind2Bucket(key)
+            tb2.owners.append(sk)
+            sk.tb, sk.tb2, sk.num = tb, tb2, port
+        _rules.update_fastreuse(tb, sk)
+        tb2 = sk.tb2
+        tb2.fastreuse, tb2.fastreuseport = tb.fastreuse, tb.fastreuseport
+
+    def _effective_range(self, sk: Sock) -> tuple[int, int, bool]:
+        """``inet_connection_sock.c: inet_sk_get_local_port_range`` (spec §5.1): the netns range,
+        each half replaced by IP_LOCAL_PORT_RANGE's when it lies inside; the flag says whether a
+        per-socket range is set at all."""
+        lo, hi = self.sysctls.port_range
+        pr = sk.port_range
+        if not pr:
+            return lo, hi, False
+        slo, shi = pr & 0xFFFF, pr >> 16
+        nlo, nhi = lo, hi
+        if slo and lo <= slo <= hi:
+            nlo = slo
+        if shi and nlo <= shi <= hi:
+            nhi = shi
+        return nlo, nhi, True
+
+    def _tcp_find_open_port(self, sk: Sock, op: Op) -> int:
+        """``inet_connection_sock.c: inet_csk_find_open_port`` (spec §5.2): odd offsets first, the
+        lower half first for SO_REUSEADDR sockets, every overlapping owner a conflict in the
+        first pass, the relaxed second pass only with ``ip_autobind_reuse``."""
+        reserved = self.sysctls.reserved
+        tcp_conflict = _rules.tcp_conflict
+        relax = False
+        while True:
+            half_mode = 1 if sk.reuseaddr else 0
+            while True:
+                lo, hi, _ = self._effective_range(sk)
+                hi += 1
+                if hi - lo < 4:
+                    half_mode = 0
+                if half_mode:
+                    half = lo + ((hi - lo) >> 2) * 2
+                    if half_mode == 1:
+                        hi = half
+                    else:
+                        lo = half
+                remaining = hi - lo
+                if remaining > 1:
+                    remaining &= ~1
+                offset = self.rng.below(remaining) | 1 if remaining else 0
+                for _pass in (1, 2):
+                    port = lo + offset
+                    for _ in range(0, remaining, 2):
+                        if port >= hi:
+                            port -= remaining
+                        if port not in reserved:
+                            tb = self.bhash.get(port)
+                            if tb is None:
+                                return port
+                            if not any(tcp_conflict(sk, o, relax, False) for o in tb.owners() if o is not sk):
+                                return port
+                        port += 2
+                    offset -= 1
+                if half_mode == 1:
+                    half_mode = 2
+                    continue
+                break
+            if self.sysctls.ints["net.ipv4.ip_autobind_reuse"] and not relax:
+                relax = True
+                continue
+            raise refuse(op, Proto.TCP, Cause.NO_EPHEMERAL_PORT, self._simple_reasons(
+                sk, op, Cause.NO_EPHEMERAL_PORT, 0))
+
+    # ------------------------------------------------------------------------------------
+    # UDP port allocation (udp_lib_get_port)
+    # ------------------------------------------------------------------------------------
+
+    def _udp_get_port(self, sk: Sock, port: int, op: Op) -> None:
+        """``udp.c: udp_lib_get_port`` (spec §3.4, §5.5): an explicit port conflicts per
+        ``udp_conflict``; port 0 searches; then the socket is hashed (head of the port slot;
+        hash2 head, or tail for AF_INET6 + SO_REUSEPORT) and joins a reuseport group."""
+        if port == 0:
+            port = self._udp_find_port(sk, op)
+        else:
+            socks = self.udp_ports.get(port)
+            if socks:
+                udp_conflict = _rules.udp_conflict
+                for old in socks:
+                    if udp_conflict(sk, old):
+                        raise self._conflict(sk, port, op, None)
+        sk.num = port
+        self._bind_seq += 1
+        sk.bind_seq = self._bind_seq
+        slot = self.udp_ports.get(port)
+        if slot is None:
+            slot = self.udp_ports[port] = []
+        if sk.reuseport:
+            for old in slot:
+                if _rules.reuseport_group_match(sk, old):
+                    self._group_join(sk, old)
+                    break
+            else:
+                self._group_new(sk)
+        slot.insert(0, sk)
+        key = chain_key(sk) + (port,)
+        chain = self.udp_hash2.get(key)
+        if chain is None:
+            chain = self.udp_hash2[key] = []
+        if sk.reuseport and sk.family == AF_INET6:
+            chain.append(sk)
+        else:
+            chain.insert(0, sk)
+        sk.chain = chain
+
+    def _udp_find_port(self, sk: Sock, op: Op) -> int:
+        """``udp_lib_get_port`` with port 0 (spec §5.5): a random start and an odd stride that
+        is a multiple of the table size, visiting each primary slot once."""
+        lo, hi, _ = self._effective_range(sk)
+        remaining = hi - lo + 1
+        reserved = self.sysctls.reserved
+        size = self.udp_table_size
+        mask = size - 1
+        r = self.rng.u32()
+        first = lo + ((r * remaining) >> 32)
+        stride = (((r | 1) * size) & 0xFFFF) or size
+        udp_conflict = _rules.udp_conflict
+        for k in range(size):
+            f = (first + k) & 0xFFFF
+            snum = f
+            used: set[int] = set()
+            for p in range(f & mask, 65536, size):
+                for o in self.udp_ports.get(p, ()):
+                    if udp_conflict(sk, o):
+                        used.add(p)
+                        break
+            while True:
+                if lo <= snum <= hi and snum not in used and snum not in reserved:
+                    return snum
+                snum = (snum + stride) & 0xFFFF
+                if snum == f:
+                    break
+        raise refuse(op, Proto.UDP, Cause.NO_EPHEMERAL_PORT, self._simple_reasons(
+            sk, op, Cause.NO_EPHEMERAL_PORT, 0))
+
+    # ------------------------------------------------------------------------------------
+    # reuseport groups (spec §1.4)
+    # ------------------------------------------------------------------------------------
+
+    def _group_new(self, sk: Sock) -> None:
+        self._group_seq += 1
+        sk.group = ReuseportGroup(self._group_seq, sk, sk.cov4 == ANY or sk.cov6 == ANY)
+
+    def _group_join(self, sk: Sock, old: Sock) -> None:
+        if old.group is None:
+            self._group_new(old)
+        old.group.add(sk)
+        sk.group = old.group
+
+    @staticmethod
+    def _group_leave(sk: Sock) -> None:
+        if sk.group is not None:
+            sk.group.detach(sk)
+            sk.group = None
+
+    # ------------------------------------------------------------------------------------
+    # listen()
+    # ------------------------------------------------------------------------------------
+
+    def listen(self, sk: Sock, backlog: int) -> None:
+        """``af_inet.c: __inet_listen_sk`` + ``inet_csk_listen_start`` (spec §4): state LISTEN,
+        then get_port again (autobind when unbound); on failure back to CLOSE, keeping the port
+        [V bind:L]; on success hash into lhash2 and join a reuseport group."""
+        if not sk.tcp:
+            raise refuse(Op.LISTEN, Proto.UDP, Cause.NOT_STREAM)
+        if sk.state == LISTEN:
+            sk.backlog = backlog
+            return
+        if sk.state != CLOSE:
+            raise refuse(Op.LISTEN, Proto.TCP, Cause.INVALID)
+        sk.state = LISTEN
+        try:
+            if not sk.num:
+                if not sk.bindaddr_lock:
+                    sk.rcv_saddr = 0
+                    sk.v6_rcv_saddr = 0
+                sk.cov4, sk.cov6 = coverage(sk.family, sk.rcv_saddr, sk.v6_rcv_saddr, sk.v6only)
+            self._tcp_get_port(sk, sk.num, Op.LISTEN)
+        except OSError:
+            sk.state = CLOSE
+            raise
+        sk.backlog = backlog
+        key = chain_key(sk) + (sk.num,)
+        chain = self.lhash2.get(key)
+        if chain is None:
+            chain = self.lhash2[key] = []
+        if sk.reuseport:
+            for old in chain:
+                if old.tb is sk.tb and _rules.reuseport_group_match(sk, old):
+                    self._group_join(sk, old)
+                    break
+            else:
+                self._group_new(sk)
+        if sk.reuseport and sk.family == AF_INET6:
+            chain.append(sk)
+        else:
+            chain.insert(0, sk)
+        sk.chain = chain
+
+    # ------------------------------------------------------------------------------------
+    # close()
+    # ------------------------------------------------------------------------------------
+
+    def close(self, sk: Sock) -> None:
+        """``close(2)`` of the last reference: unhash the listener, leave the reuseport group,
+        release the port (``inet_put_port`` / ``udp_lib_unhash``) and free the fd."""
+        if sk.closed:
+            return
+        sk.closed = True
+        if sk.chain is not None:
+            sk.chain.remove(sk)
+            if not sk.chain:
+                self._drop_empty_chain(sk)
+            sk.chain = None
+        self._group_leave(sk)
+        if sk.tcp:
+            if sk.tb is not None:
+                self._tcp_put_port(sk)
+        elif sk.num:
+            slot = self.udp_ports[sk.num]
+            slot.remove(sk)
+            if not slot:
+                del self.udp_ports[sk.num]
+        sk.state = CLOSE
+        del self.socks[sk.fd]
+        heapq.heappush(self._free_fds, sk.fd)
+
+    def _drop_empty_chain(self, sk: Sock) -> None:
+        key = chain_key(sk) + (sk.num,)
+        table = self.lhash2 if sk.tcp else self.udp_hash2
+        if not table.get(key, True):
+            del table[key]
+
+    def _tcp_put_port(self, sk: Sock) -> None:
+        """``inet_hashtables.c: __inet_put_port`` with the 6.18 bucket reset (spec §1.2): an empty
+        bind2 bucket is freed, otherwise its flags become -1/-1 when every remaining owner was
+        connect()-bound; an empty bucket is freed, otherwise its flags become -1/-1 when every
+        bind2 bucket is -1/-1."""
+        tb, tb2 = sk.tb, sk.tb2
+        tb2.owners.remove(sk)
+        if not tb2.owners:
+            del tb.tb2s[tb2.key]
+        elif all(o.connect_bind for o in tb2.owners):
+            tb2.fastreuse = tb2.fastreuseport = -1
+        if not tb.tb2s:
+            del self.bhash[tb.port]
+        elif all(b.fastreuse == -1 and b.fastreuseport == -1 for b in tb.tb2s.values()):
+            tb.fastreuse = tb.fastreuseport = -1
+        sk.tb = sk.tb2 = None
+
+    # ------------------------------------------------------------------------------------
+    # Refusal records (explanations are computed lazily by _explain)
+    # ------------------------------------------------------------------------------------
+
+    def _conflict(self, sk: Sock, port: int, op: Op, tb: BindBucket | None) -> OSError:
+        from ._explain import LazyReasons
+        proto = Proto.TCP if sk.tcp else Proto.UDP
+        if tb is not None:
+            owners = tuple(o.view() for o in tb.owners() if o is not sk)
+            extra = (tb.fastreuse, tb.fastreuseport, tb.fastuid)
+        else:
+            owners = tuple(o.view() for o in self.udp_ports.get(port, ()) if o is not sk)
+            extra = None
+        new = sk.view()._replace(num=port)
+        return refuse(op, proto, Cause.ADDR_IN_USE,
+                      LazyReasons(Refusal(op, proto, Cause.ADDR_IN_USE, new, port, owners, "", self, extra)))
+
+    def _simple_reasons(self, sk: Sock, op: Op, cause: Cause, port: int, **extra: Any) -> Any:
+        from ._explain import LazyReasons
+        proto = Proto.TCP if sk.tcp else Proto.UDP
+        return LazyReasons(Refusal(op, proto, cause, sk.view()._replace(num=port), port, (), "", self, extra))
+
+    # ------------------------------------------------------------------------------------
+    # Read-only views
+    # ------------------------------------------------------------------------------------
+
+    def iter_socks(self) -> Iterator[Sock]:
+        return iter(self.socks.values())
+
+    def check_invariants(self) -> None:
+        """Assert the table invariants stated on each table type (used by property tests)."""
+        for port, tb in self.bhash.items():
+            assert tb.port == port and tb.tb2s, f"bind bucket {port} empty"
+            for key, tb2 in tb.tb2s.items():
+                assert tb2.owners, f"bind2 bucket {port}/{key:x} empty"
+                for o in tb2.owners:
+                    assert o.tb is tb and o.tb2 is tb2 and o.num == port and not o.closed, o
+        for sk in self.socks.values():
+            assert not sk.closed
+            if sk.tcp:
+                assert (sk.tb is None) == (sk.num == 0) or sk.no_port, sk
+            else:
+                assert (sk.num == 0) or sk in self.udp_ports[sk.num], sk
+            if sk.state == LISTEN:
+                assert sk.chain is not None and sk in sk.chain, sk
+            if sk.group is not None:
+                assert sk in sk.group.socks, sk
+        # invariant of spec §4 (holds unless the §3.3 fast path admitted a socket): listeners
+        # that overlap on a port share SO_REUSEPORT and uid -- not asserted, see tables().
+        for chain in list(self.lhash2.values()) + list(self.udp_hash2.values()):
+            assert chain, "empty chain kept"
+
+    def listeners(self) -> list[Sock]:
+        return [s for chain in self.lhash2.values() for s in chain]
+
+
+def _proc_path(name: str) -> str:
+    return "/proc/sys/" + name.replace(".", "/")
+
+
+def for_each_owner(tb: BindBucket, fn: Callable[[Sock], None]) -> None:
+    for tb2 in tb.tb2s.values():
+        for o in tb2.owners:
+            fn(o)
