@@ -1,0 +1,231 @@
+"""Step scripts: one small vocabulary for scenarios, run on the model or on the live kernel.
+
+Theory of operation
+-------------------
+A script is text, one step per line, with the expected outcome after ``->``::
+
+    a = tcp4 reuseaddr                  # a TCP/IPv4 socket with SO_REUSEADDR
+    b = tcp4 reuseaddr uid=1000         # created by uid 1000
+    a bind 0.0.0.0 8888        -> OK
+    b bind 192.168.1.100 8888  -> OK
+    a listen                   -> OK
+    b listen                   -> EADDRINUSE
+    ns sysctl net.ipv4.ip_local_port_range "1000 2000" -> EINVAL
+
+Socket kinds are ``tcp4 tcp6 udp4 udp6``; creation options ``reuseaddr reuseport v6only
+v6only=0 dev=NAME freebind nonblock no_port uid=N``.  Socket steps: ``bind HOST PORT [SCOPE]``,
+``listen [BACKLOG]``, ``close``, ``getsockname``, ``set OPTION VALUE`` (``reuseaddr``,
+``reuseport``, ``v6only``, ``dev``, ``freebind``), ``get OPTION``.  Namespace steps: ``ns addr
+CIDR [DEV]``, ``ns device NAME``, ``ns sysctl NAME [VALUE]``.  A trailing ``as=UID`` runs the
+step as that uid.  Hosts may be written ``[::1]``.
+
+Outcomes are normalised the same way on both sides (style §5.5): ``OK``; an errno name
+(``EADDRINUSE``); ``Type: message`` for exceptions without errno; the ``repr`` of a returned
+value.  :func:`run_script` runs a script on any namespace with the portspace API (the model's
+``Namespace`` or ``live.KernelNamespace``) and returns one :class:`StepResult` per step.
+"""
+from __future__ import annotations
+
+import errno
+import shlex
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+KINDS = {"tcp4": (socket.AF_INET, socket.SOCK_STREAM), "tcp6": (socket.AF_INET6, socket.SOCK_STREAM),
+         "udp4": (socket.AF_INET, socket.SOCK_DGRAM), "udp6": (socket.AF_INET6, socket.SOCK_DGRAM)}
+IP_FREEBIND = 15
+IP_BIND_ADDRESS_NO_PORT = 24
+OPTIONS = {
+    "reuseaddr": (socket.SOL_SOCKET, socket.SO_REUSEADDR),
+    "reuseport": (socket.SOL_SOCKET, socket.SO_REUSEPORT),
+    "v6only": (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY),
+    "freebind": (socket.IPPROTO_IP, IP_FREEBIND),
+    "no_port": (socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT),
+    "dev": (socket.SOL_SOCKET, socket.SO_BINDTODEVICE),
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    line: str
+    target: str
+    op: str
+    args: tuple[str, ...]
+    want: str | None
+    uid: int | None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: Step
+    outcome: str
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.step.want is None or self.step.want == self.outcome
+
+
+def parse(script: str) -> list[Step]:
+    steps: list[Step] = []
+    for raw in script.splitlines():
+        line = raw.split("#", 1)[0].strip() if not raw.strip().startswith("ns sysctl") else raw.strip()
+        if not line:
+            continue
+        body, arrow, want = line.partition("->")
+        want_s = want.strip() if arrow else None
+        if want_s and want_s.startswith(("'", '"')) and want_s[0] == want_s[-1]:
+            want_s = want_s[1:-1].encode().decode("unicode_escape")
+        words = shlex.split(body)
+        uid = None
+        for w in list(words):
+            if w.startswith("as="):
+                uid = int(w[3:])
+                words.remove(w)
+        if len(words) >= 3 and words[1] == "=":
+            target, op, args = words[0], "socket", tuple(words[2:])
+        else:
+            target, op, args = words[0], words[1], tuple(words[2:])
+        steps.append(Step(line, target, op, args, want_s, uid))
+    return steps
+
+
+def outcome(fn: Callable[[], Any]) -> tuple[str, BaseException | None]:
+    """Run ``fn`` and normalise its result (see module header)."""
+    try:
+        value = fn()
+    except OSError as e:
+        if e.errno is None:
+            return f"{type(e).__name__}: {e}", e
+        if isinstance(e, socket.gaierror):
+            return f"gaierror({e.errno})", e
+        return errno.errorcode.get(e.errno, str(e.errno)), e
+    except (TypeError, ValueError, OverflowError, NotImplementedError) as e:
+        return f"{type(e).__name__}: {e}", e
+    if value is None:
+        return "OK", None
+    if isinstance(value, str):
+        return value, None
+    return repr(value), None
+
+
+def _host(text: str) -> str:
+    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
+
+
+def _as(ns: Any, uid: int | None) -> Any:
+    import contextlib
+    return ns.user(uid) if uid is not None else contextlib.nullcontext()
+
+
+def _opt_value(name: str, text: str) -> Any:
+    if name == "dev":
+        return text.encode() if text not in ("-", "none") else b""
+    return int(text)
+
+
+def run_script(ns: Any, script: str | Iterable[Step]) -> list[StepResult]:
+    """Run every step on ``ns``; sockets are closed at the end."""
+    steps = parse(script) if isinstance(script, str) else list(script)
+    socks: dict[str, Any] = {}
+    results: list[StepResult] = []
+    try:
+        for st in steps:
+            results.append(_run_step(ns, socks, st))
+    finally:
+        for s in socks.values():
+            try:
+                s.close()
+            except Exception:  # pragma: no cover - best effort cleanup
+                pass
+    return results
+
+
+def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
+    if st.op == "socket":
+        kind, *opts = st.args
+        family, stype = KINDS[kind]
+        uid = st.uid
+        sets: list[tuple[str, str]] = []
+        nonblock = False
+        for o in opts:
+            key, eq, val = o.partition("=")
+            if key == "uid":
+                uid = int(val)
+            elif key == "nonblock":
+                nonblock = True
+            elif key in OPTIONS:
+                sets.append((key, val if eq else "1"))
+            else:
+                raise ValueError(f"unknown socket option {o!r} in {st.line!r}")
+
+        def make() -> None:
+            with _as(ns, uid):
+                s = ns.socket(family, stype | (socket.SOCK_NONBLOCK if nonblock else 0))
+                socks[st.target] = s
+                for key, val in sets:
+                    level, opt = OPTIONS[key]
+                    s.setsockopt(level, opt, _opt_value(key, val))
+        text, err = outcome(make)
+        return StepResult(st, text, err)
+    if st.target == "ns":
+        def ns_call() -> Any:
+            with _as(ns, st.uid):
+                if st.op == "addr":
+                    return ns.add_address(st.args[0], *(st.args[1:2] or ("lo",)))
+                if st.op == "device":
+                    return ns.add_device(st.args[0])
+                if st.op == "sysctl":
+                    return ns.sysctl(st.args[0], st.args[1] if len(st.args) > 1 else None)
+                raise ValueError(f"unknown namespace step {st.line!r}")
+        text, err = outcome(ns_call)
+        return StepResult(st, text, err)
+    s = socks[st.target]
+
+    def call() -> Any:
+        with _as(ns, st.uid):
+            a = st.args
+            if st.op == "bind":
+                if s.family == socket.AF_INET6:
+                    addr: tuple = (_host(a[0]), int(a[1]), 0, int(a[2]) if len(a) > 2 else 0)
+                else:
+                    addr = (_host(a[0]), int(a[1]))
+                return s.bind(addr)
+            if st.op == "listen":
+                return s.listen(int(a[0])) if a else s.listen()
+            if st.op == "close":
+                return s.close()
+            if st.op == "getsockname":
+                return s.getsockname()
+            if st.op == "port":
+                return str(s.getsockname()[1])
+            if st.op == "set":
+                level, opt = OPTIONS[a[0]]
+                return s.setsockopt(level, opt, _opt_value(a[0], a[1]))
+            if st.op == "get":
+                level, opt = OPTIONS[a[0]]
+                if a[0] == "dev":
+                    return s.getsockopt(level, opt, 16)
+                return str(s.getsockopt(level, opt))
+            raise ValueError(f"unknown step {st.line!r}")
+    text, err = outcome(call)
+    return StepResult(st, text, err)
+
+
+def failures(results: list[StepResult]) -> list[str]:
+    """Lines whose outcome differs from the expectation, as ``line: want X, got Y``."""
+    return [f"{r.step.line}: want {r.step.want}, got {r.outcome}" for r in results if not r.ok]
+
+
+def compare(model: list[StepResult], kernel: list[StepResult]) -> list[str]:
+    """Step-by-step differences, as ``(-model, +kernel)`` lines with the model's reasons."""
+    out: list[str] = []
+    for m, k in zip(model, kernel):
+        if m.outcome != k.outcome:
+            why = ""
+            reasons = getattr(m.error, "reasons", None)
+            if reasons:
+                why = "\n      model's reasons: " + str(reasons).replace("\n", "\n      ")
+            out.append(f"{m.step.line}\n    - model:  {m.outcome}\n    + kernel: {k.outcome}{why}")
+    return out
