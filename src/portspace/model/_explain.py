@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 from . import _rules
 from ._addr import AF_INET, AF_INET6, ANY, coverage, format_ipv4
 from ._errors import Cause, Op
-from ._rules import LISTEN, STATE_NAMES
+from ._rules import CLOSE, LISTEN, STATE_NAMES
 from ._sock import SockView
 
 
@@ -120,7 +120,8 @@ class LazyReasons(Sequence[Reason]):
 
 def sock_info(ns: Any, v: Any) -> SockInfo:
     dev = ns.dev_by_index[v.bound_dev].name if v.bound_dev and v.bound_dev in ns.dev_by_index else None
-    return SockInfo(v.fd, v.proto, v.family, v.local_text(), v.num, STATE_NAMES[v.state], v.uid,
+    state = STATE_NAMES[v.state] if v.tcp else ("UNCONN" if v.state == CLOSE else "ESTAB")
+    return SockInfo(v.fd, v.proto, v.family, v.local_text(), v.num, state, v.uid,
                     bool(v.reuseaddr), bool(v.reuseport), dev, bool(v.v6only), bool(v.is_tw))
 
 
@@ -152,8 +153,7 @@ def _why_pair(new: Any, old: Any) -> tuple[str, str, str]:
         return ("reuse-option-on-one-side", "§3.5",
                 f"{cover}; only {who} has SO_REUSEPORT -- an option set on one side has no effect")
     return ("overlap-without-reuse", "§2.1, §3.5",
-            f"{cover} on a device-compatible binding and neither SO_REUSEADDR nor SO_REUSEPORT "
-            f"is shared")
+            f"{cover}, and neither SO_REUSEADDR nor SO_REUSEPORT is set on both sockets")
 
 
 def _conflicts(refusal: Any, new: Any, owners: Sequence[Any]) -> list[Any]:
