@@ -29,6 +29,16 @@ from .model._netns import NetNS
 
 _NONBLOCK = _stdsocket.SOCK_NONBLOCK
 _CLOEXEC = _stdsocket.SOCK_CLOEXEC
+_type = type
+_INT_TYPES = {int, bool, _stdsocket.AddressFamily, _stdsocket.SocketKind}
+# (family, type, proto) -> (family, is_tcp, type, proto) for the combinations that need no checks
+_FAST_KINDS: dict[tuple[int, int, int], tuple[int, bool, int, int]] = {}
+for _fam in (AF_INET, AF_INET6):
+    for _base, _tcp, _protos in ((_stdsocket.SOCK_STREAM, True, (0, _stdsocket.IPPROTO_TCP)),
+                                 (_stdsocket.SOCK_DGRAM, False, (0, _stdsocket.IPPROTO_UDP))):
+        for _flags in (0, _NONBLOCK, _CLOEXEC, _NONBLOCK | _CLOEXEC):
+            for _p in _protos:
+                _FAST_KINDS[(_fam, _base | _flags, _p)] = (_fam, _tcp, int(_base | _flags), int(_p))
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,13 @@ class Namespace:
                 (protocol does not match the type).
             NotImplementedError: families and types the model does not cover (AF_UNIX, raw...).
         """
+        if _type(family) in _INT_TYPES and _type(type) in _INT_TYPES and _type(proto) in _INT_TYPES:
+            fast = _FAST_KINDS.get((family, type, proto))
+            if fast is not None:  # the common, valid combinations: no further checks needed
+                return Socket(self, self._kernel.socket(fast[0], fast[1]), fast[0], fast[2], fast[3])
+        return self._socket_checked(family, type, proto)
+
+    def _socket_checked(self, family: Any, type: Any, proto: Any) -> Socket:
         from ._hostaddr import c_int
         family, type, proto = c_int(family), c_int(type), c_int(proto)
         base = type & ~(_NONBLOCK | _CLOEXEC)

@@ -30,6 +30,22 @@ _CLOEXEC = _stdsocket.SOCK_CLOEXEC
 _SOMAXCONN_DEFAULT = min(_stdsocket.SOMAXCONN, 128)
 
 
+# Parsed-address cache: (family, address tuple) -> (addr, port, flowinfo, scope_id).  Only
+# plain (str, int[, int, int]) tuples without a "%scope" are cached, so the result cannot
+# depend on the namespace's devices; parsing errors are never cached.
+_PARSED: dict[tuple[int, Any], tuple[int, int, int, int]] = {}
+
+
+def _parse_and_cache(family: int, address: Any, caller: str, devices: Any) -> tuple[int, int, int, int]:
+    parsed = sockaddr(family, address, caller, devices)
+    if (type(address) is tuple and type(address[0]) is str and "%" not in address[0]
+            and all(type(x) is int for x in address[1:])):
+        if len(_PARSED) > 65536:
+            _PARSED.clear()
+        _PARSED[(family, address)] = parsed
+    return parsed
+
+
 class Socket:
     """A socket in a model :class:`~portspace.Namespace`.  Create it with ``ns.socket()``."""
 
@@ -123,13 +139,20 @@ class Socket:
 
     # -- bind / listen / close -------------------------------------------------------------
     def bind(self, address: Any, /) -> None:
-        ns = self._ns
-        addr, port, _flow, scope = sockaddr(self._family, address, "bind", ns._kernel.devices)
-        sk = self._live()
+        kernel = self._ns._kernel
+        try:
+            parsed = _PARSED.get((self._family, address))
+        except TypeError:  # unhashable address: the parser reports it as CPython does
+            parsed = None
+        if parsed is None:
+            parsed = _parse_and_cache(self._family, address, "bind", kernel.devices)
+        sk = self._sk
+        if sk.closed:
+            raise refuse(Op.CLOSE, Proto.ANY, Cause.BAD_FD)
         if self._family == AF_INET:
-            ns._kernel.bind_v4(sk, addr, port)
+            kernel.bind_v4(sk, parsed[0], parsed[1])
         else:
-            ns._kernel.bind_v6(sk, addr, port, scope)
+            kernel.bind_v6(sk, parsed[0], parsed[1], parsed[3])
 
     def listen(self, backlog: Any = _SOMAXCONN_DEFAULT, /) -> None:
         backlog = max(c_int(backlog), 0)

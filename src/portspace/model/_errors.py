@@ -24,6 +24,8 @@ from typing import Any, Final
 
 
 class Op(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; the default hashes the name in Python
+
     SOCKET = "socket"
     SETSOCKOPT = "setsockopt"
     GETSOCKOPT = "getsockopt"
@@ -43,6 +45,8 @@ class Op(enum.Enum):
 
 
 class Proto(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; the default hashes the name in Python
+
     TCP = "tcp"
     UDP = "udp"
     ANY = "any"
@@ -50,6 +54,8 @@ class Proto(enum.Enum):
 
 class Cause(enum.Enum):
     """Why a call was refused, in the kernel's terms."""
+    __hash__ = object.__hash__  # members are singletons; the default hashes the name in Python
+
 
     ADDR_IN_USE = "the port is held by a conflicting socket (spec §3.2-3.5)"
     NO_EPHEMERAL_PORT = "no port of the ephemeral range is free (spec §5.6)"

@@ -98,7 +98,12 @@ class LazyReasons(Sequence[Reason]):
 
     def _get(self) -> list[Reason]:
         if self._items is None:
-            self._items = reasons_for(self._refusal)
+            r = self._refusal
+            # the refusal recorded raw field tuples; make them views (the new socket with the
+            # port it asked for)
+            r.new = SockView._make(r.new)._replace(num=r.port)
+            r.owners = tuple(SockView._make(o) for o in r.owners)
+            self._items = reasons_for(r)
             self._refusal = None
         return self._items
 

@@ -27,7 +27,8 @@ from ._addr import (AF_INET, AF_INET6, ANY, LOOPBACK4_IPV6, V4MAPPED_PREFIX, cov
 from ._env import Rng
 from ._errors import Cause, Op, OutOfScope, Proto, refuse
 from ._rules import CLOSE, LISTEN
-from ._sock import Bind2Bucket, BindBucket, ReuseportGroup, Sock, chain_key
+from ._explain import LazyReasons
+from ._sock import Bind2Bucket, BindBucket, ReuseportGroup, Sock, chain_key, snapshot
 from ._sysctl import RANGE, SysctlError, Sysctls
 
 # Option numbers (Linux asm-generic/socket.h, in.h, in6.h, tcp.h); the model does not import
@@ -813,22 +814,21 @@ class NetNS:
     # ------------------------------------------------------------------------------------
 
     def _conflict(self, sk: Sock, port: int, op: Op, tb: BindBucket | None) -> OSError:
-        from ._explain import LazyReasons
+        """The EADDRINUSE of a pairwise conflict, with what explains it recorded as plain tuples
+        (``_sock.snapshot``); the reasons are computed only if someone reads them."""
         proto = Proto.TCP if sk.tcp else Proto.UDP
         if tb is not None:
-            owners = tuple(o.view() for o in tb.owners() if o is not sk)
+            owners = tuple(snapshot(o) for tb2 in tb.tb2s.values() for o in tb2.owners if o is not sk)
             extra = (tb.fastreuse, tb.fastreuseport, tb.fastuid)
         else:
-            owners = tuple(o.view() for o in self.udp_ports.get(port, ()) if o is not sk)
+            owners = tuple(snapshot(o) for o in self.udp_ports.get(port, ()) if o is not sk)
             extra = None
-        new = sk.view()._replace(num=port)
         return refuse(op, proto, Cause.ADDR_IN_USE,
-                      LazyReasons(Refusal(op, proto, Cause.ADDR_IN_USE, new, port, owners, "", self, extra)))
+                      LazyReasons(Refusal(op, proto, Cause.ADDR_IN_USE, snapshot(sk), port, owners, "", self, extra)))
 
     def _simple_reasons(self, sk: Sock, op: Op, cause: Cause, port: int, **extra: Any) -> Any:
-        from ._explain import LazyReasons
         proto = Proto.TCP if sk.tcp else Proto.UDP
-        return LazyReasons(Refusal(op, proto, cause, sk.view()._replace(num=port), port, (), "", self, extra))
+        return LazyReasons(Refusal(op, proto, cause, snapshot(sk), port, (), "", self, extra))
 
     # ------------------------------------------------------------------------------------
     # Read-only views
