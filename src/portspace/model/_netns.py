@@ -140,14 +140,18 @@ class NetNS:
     # Devices, addresses, routes  (ip link / ip addr)
     # ------------------------------------------------------------------------------------
 
-    def add_device(self, name: str) -> Device:
-        """``ip link add NAME type dummy`` + up: a device sockets can be bound to."""
+    def add_device(self, name: str, ifindex: int | None = None, loopback: bool = False) -> Device:
+        """``ip link add NAME type dummy`` + up: a device sockets can be bound to.  ``ifindex``
+        pins the index (used when a host's devices are loaded); by default the next free one,
+        as the kernel assigns them (lo is 1)."""
         if not name or len(name) >= IFNAMSIZ or "/" in name or any(c.isspace() for c in name):
             raise refuse(Op.NETLINK, Proto.ANY, Cause.INVALID)
-        if name in self.devices:
+        if name in self.devices or (ifindex is not None and ifindex in self.dev_by_index):
             raise refuse(Op.NETLINK, Proto.ANY, Cause.DEVICE_EXISTS)
-        dev = Device(name, self._next_ifindex, False)
-        self._next_ifindex += 1
+        if ifindex is None:
+            ifindex = self._next_ifindex
+        self._next_ifindex = max(self._next_ifindex, ifindex + 1)
+        dev = Device(name, ifindex, loopback)
         self.devices[name] = dev
         self.dev_by_index[dev.ifindex] = dev
         return dev
@@ -808,6 +812,84 @@ class NetNS:
         elif all(b.fastreuse == -1 and b.fastreuseport == -1 for b in tb.tb2s.values()):
             tb.fastreuse = tb.fastreuseport = -1
         sk.tb = sk.tb2 = None
+
+    # ------------------------------------------------------------------------------------
+    # adopt(): load an existing socket as a fact (the live host's snapshot)
+    # ------------------------------------------------------------------------------------
+
+    def adopt(self, *, tcp: bool, family: int, rcv_saddr: int, v6_rcv_saddr: int, port: int, v6only: bool,
+              bound_dev: int = 0, uid: int = 0, reuseaddr: bool = False, reuseport: bool = False,
+              state: int = CLOSE, is_tw: bool = False, connect_bind: bool = False) -> Sock:
+        """Insert a socket that already holds ``port`` -- a socket seen on a live host, say --
+        into the tables without any conflict check: what exists on the host is a fact, not a
+        request.  The TCP bucket's fast-path flags are set so that they never admit anything
+        (0/0 for bound sockets, -1/-1 when every owner is connect()-bound): a host's real flag
+        history cannot be read, and the pairwise rule is the safe answer.  Listeners are hashed
+        into their lhash2 chain (newest first) and join reuseport groups as listen() would;
+        UDP sockets as bind() would.  TIME_WAIT remnants are owners with ``is_tw`` and state
+        TIME_WAIT (spec §1.3).  Returns the new record; its ``fd`` names it in explanations."""
+        sk = self.socket(family, tcp)
+        sk.uid = uid
+        sk.rcv_saddr, sk.v6_rcv_saddr, sk.v6only = rcv_saddr, v6_rcv_saddr, v6only
+        sk.bound_dev, sk.reuseaddr, sk.reuseport = bound_dev, reuseaddr, reuseport
+        sk.state, sk.is_tw, sk.connect_bind = state, is_tw, connect_bind
+        sk.cov4, sk.cov6 = coverage(family, rcv_saddr, v6_rcv_saddr, v6only)
+        sk.bindaddr_lock = bool(rcv_saddr or v6_rcv_saddr)
+        sk.bindport_lock = not connect_bind
+        if tcp:
+            tb = self.bhash.get(port)
+            if tb is None:
+                tb = self.bhash[port] = BindBucket(port, -1 if connect_bind else 0)
+            key = v6_rcv_saddr if family == AF_INET6 else (V4MAPPED_PREFIX | rcv_saddr)
+            tb2 = tb.tb2s.get(key)
+            if tb2 is None:
+                tb2 = tb.tb2s[key] = Bind2Bucket(key)
+                tb2.fastreuse = tb2.fastreuseport = -1 if connect_bind else 0
+            tb2.owners.append(sk)
+            sk.tb, sk.tb2, sk.num = tb, tb2, port
+            if not connect_bind:
+                tb.fastreuse = tb.fastreuseport = tb2.fastreuse = tb2.fastreuseport = 0
+            if state == LISTEN:
+                key3 = chain_key(sk) + (port,)
+                chain = self.lhash2.setdefault(key3, [])
+                if reuseport:
+                    for old in chain:
+                        if old.tb is tb and _rules.reuseport_group_match(sk, old):
+                            self._group_join(sk, old)
+                            break
+                    else:
+                        self._group_new(sk)
+                if reuseport and family == AF_INET6:
+                    chain.append(sk)
+                else:
+                    chain.insert(0, sk)
+                sk.chain = chain
+        else:
+            self._udp_get_port_adopted(sk, port)
+        return sk
+
+    def _udp_get_port_adopted(self, sk: Sock, port: int) -> None:
+        saved = sk.state
+        sk.state = CLOSE
+        # same hashing as bind(); the conflict check is skipped by asking for a port no one
+        # can conflict with: insert directly
+        sk.num = port
+        slot = self.udp_ports.setdefault(port, [])
+        if sk.reuseport:
+            for old in slot:
+                if _rules.reuseport_group_match(sk, old):
+                    self._group_join(sk, old)
+                    break
+            else:
+                self._group_new(sk)
+        slot.insert(0, sk)
+        chain = self.udp_hash2.setdefault(chain_key(sk) + (port,), [])
+        if sk.reuseport and sk.family == AF_INET6:
+            chain.append(sk)
+        else:
+            chain.insert(0, sk)
+        sk.chain = chain
+        sk.state = saved
 
     # ------------------------------------------------------------------------------------
     # Refusal records (explanations are computed lazily by _explain)
