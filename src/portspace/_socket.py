@@ -7,7 +7,11 @@ The facade does what CPython's socket module does before a syscall -- argument p
 timeouts, the closed-socket check (the kernel answers EBADF for fd -1) -- and then calls the
 namespace's kernel model (``model._netns.NetNS``) with typed arguments.  Refusals raised by the
 model are already the stdlib's exceptions (see ``model/_errors.py``); this file only adds the
-exceptions the stdlib raises itself (TypeError, OverflowError, ValueError, gaierror).
+exceptions the stdlib raises itself (TypeError, OverflowError, ValueError, BufferError, gaierror)
+with CPython 3.11's messages.  That is why the methods take ``*args, **kwargs``: a wrong
+argument count or a keyword is reported as the C function reports it ("socket.bind() takes
+exactly one argument (2 given)"), not as a Python signature would.  The timeout is kept in
+nanoseconds, rounded up, exactly as ``sock_timeout`` is, so ``gettimeout()`` answers the same.
 
 A scenario written for real sockets therefore runs unchanged on a model ``Namespace``: replace
 ``socket.socket`` with ``ns.socket``.
@@ -15,10 +19,11 @@ A scenario written for real sockets therefore runs unchanged on a model ``Namesp
 from __future__ import annotations
 
 import math
+import operator
 import socket as _stdsocket
 from typing import TYPE_CHECKING, Any
 
-from ._hostaddr import c_int, sockaddr
+from ._hostaddr import c_int, c_long, c_uint_nocheck, sockaddr
 from .model._addr import AF_INET, AF_INET6, format_ipv4, format_ipv6, v6_needs_scope
 from .model._errors import Cause, Op, Proto, refuse
 
@@ -28,6 +33,72 @@ if TYPE_CHECKING:
 _NONBLOCK = _stdsocket.SOCK_NONBLOCK
 _CLOEXEC = _stdsocket.SOCK_CLOEXEC
 _SOMAXCONN_DEFAULT = min(_stdsocket.SOMAXCONN, 128)
+_NS_PER_S = 10**9
+_PYTIME_MIN, _PYTIME_MAX = -(1 << 63), (1 << 63) - 1
+
+
+# -- CPython's argument checks, with its messages ---------------------------------------------
+# socket.socket's methods are C functions of three kinds: METH_O (one argument: bind,
+# settimeout, setblocking), METH_NOARGS (getsockname, fileno, gettimeout, getblocking) and
+# METH_VARARGS parsed by PyArg_ParseTuple (listen, setsockopt, getsockopt).  None takes keywords.
+
+def _one_arg(name: str, args: tuple, kwargs: dict) -> Any:
+    if kwargs:
+        raise TypeError(f"socket.{name}() takes no keyword arguments")
+    if len(args) != 1:
+        raise TypeError(f"socket.{name}() takes exactly one argument ({len(args)} given)")
+    return args[0]
+
+
+def _no_args(name: str, args: tuple, kwargs: dict) -> None:
+    if kwargs:
+        raise TypeError(f"socket.{name}() takes no keyword arguments")
+    if args:
+        raise TypeError(f"socket.{name}() takes no arguments ({len(args)} given)")
+
+
+def _arg_count(name: str, args: tuple, kwargs: dict, lo: int, hi: int) -> None:
+    """getargs.c's count check for a format with ``lo`` required and ``hi`` total items."""
+    if kwargs:
+        raise TypeError(f"{name}() takes no keyword arguments")
+    n = len(args)
+    if n < lo or n > hi:
+        want = lo if n < lo else hi
+        how = "exactly" if lo == hi else "at least" if n < lo else "at most"
+        raise TypeError(f"{name}() takes {how} {want} argument{'' if want == 1 else 's'} ({n} given)")
+
+
+def _timeout_ns(value: Any) -> int:
+    """``socket_parse_timeout``: seconds -> nanoseconds as ``_PyTime_FromSecondsObject`` with
+    ``_PyTime_ROUND_TIMEOUT`` (away from zero) computes them; -1 for None (blocking)."""
+    if value is None:
+        return -1
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise ValueError("Invalid value NaN (not a number)")
+        d = value * 1e9
+        d = float(math.ceil(d) if d >= 0 else math.floor(d)) if math.isfinite(d) else d
+        if not -9223372036854775808.0 <= d < 9223372036854775808.0:
+            raise OverflowError("timestamp out of range for platform time_t")
+        ns = int(d)
+    else:
+        sec = operator.index(value)  # PyLong_AsLongLong
+        ns = sec * _NS_PER_S
+        if not _PYTIME_MIN <= sec <= _PYTIME_MAX or not _PYTIME_MIN <= ns <= _PYTIME_MAX:
+            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+    if ns < 0:
+        raise ValueError("Timeout value out of range")
+    return ns
+
+
+def _seconds(ns: int) -> float:
+    """``_PyTime_AsSecondsDouble``."""
+    return float(ns // _NS_PER_S) if ns % _NS_PER_S == 0 else float(ns) / 1e9
+
+
+def _default_timeout_ns() -> int:
+    t = _stdsocket.getdefaulttimeout()
+    return -1 if t is None else round(t * _NS_PER_S)  # the stdlib keeps it in ns: round-trip
 
 
 # Parsed-address cache: (family, address tuple) -> (addr, port, flowinfo, scope_id).  Only
@@ -49,7 +120,7 @@ def _parse_and_cache(family: int, address: Any, caller: str, devices: Any) -> tu
 class Socket:
     """A socket in a model :class:`~portspace.Namespace`.  Create it with ``ns.socket()``."""
 
-    __slots__ = ("_ns", "_sk", "_family", "_type", "_proto", "_timeout", "__weakref__")
+    __slots__ = ("_ns", "_sk", "_family", "_type", "_proto", "_timeout_ns", "__weakref__")
 
     def __init__(self, ns: "Namespace", sk: Any, family: int, type: int, proto: int) -> None:
         self._ns = ns
@@ -57,7 +128,8 @@ class Socket:
         self._family = family
         self._type = type
         self._proto = proto
-        self._timeout: float | None = 0.0 if type & _NONBLOCK else _stdsocket.getdefaulttimeout()
+        # ``sock_timeout`` in ns, -1 for blocking (None), as CPython keeps it
+        self._timeout_ns = 0 if type & _NONBLOCK else _default_timeout_ns()
 
     # -- attributes ------------------------------------------------------------------
     @property
@@ -76,7 +148,8 @@ class Socket:
     def namespace(self) -> "Namespace":
         return self._ns
 
-    def fileno(self) -> int:
+    def fileno(self, *args: Any, **kwargs: Any) -> int:
+        _no_args("fileno", args, kwargs)
         return -1 if self._sk.closed else self._sk.fd
 
     def __repr__(self) -> str:
@@ -85,7 +158,7 @@ class Socket:
             return (f"<portspace.Socket [closed] fd=-1, family={self._family}, type={self._type & 0xF}, "
                     f"proto={self._proto}>")
         return (f"<portspace.Socket fd={sk.fd}, family={self._family}, type={self._type & 0xF}, "
-                f"proto={self._proto}, laddr={self.getsockname()!r}>")
+                f"proto={self._proto}, laddr={self._name()!r}>")
 
     def __enter__(self) -> "Socket":
         return self
@@ -100,62 +173,82 @@ class Socket:
         return sk
 
     # -- options ---------------------------------------------------------------------
-    def setsockopt(self, level: int, optname: int, value: Any, optlen: Any = None, /) -> None:
-        """``socket.setsockopt(level, optname, value: int | Buffer)`` or
-        ``setsockopt(level, optname, None, optlen: int)``."""
-        level = c_int(level)
-        optname = c_int(optname)
-        if optlen is None:
-            if isinstance(value, int) and not isinstance(value, bool) and -(1 << 31) <= value < (1 << 31):
-                buf = value.to_bytes(4, "little", signed=True)
-            elif isinstance(value, bool):
-                buf = int(value).to_bytes(4, "little")
+    def setsockopt(self, *args: Any, **kwargs: Any) -> None:
+        """``setsockopt(level, optname, value: int | Buffer)`` or
+        ``setsockopt(level, optname, None, optlen: int)``.
+
+        CPython tries three formats in turn -- ``"iii"``, ``"iiO!I"`` (None and an unsigned
+        optlen, taken modulo 2**32), ``"iiy*"`` -- and reports the last one's error."""
+        if kwargs:
+            raise TypeError("setsockopt() takes no keyword arguments")
+        if len(args) == 3:
+            try:
+                level, optname, flag = c_int(args[0]), c_int(args[1]), c_int(args[2])
+            except (TypeError, OverflowError):
+                pass
             else:
-                try:
-                    buf = bytes(memoryview(value))
-                except TypeError:
-                    raise TypeError(f"a bytes-like object is required, not '{type(value).__name__}'") from None
-        else:
-            if value is not None:
-                raise TypeError("setsockopt() takes exactly 3 arguments (4 given)")
-            n = c_int(optlen)
-            if n:
-                # a NULL buffer with a length: the kernel's copy faults for a value it reads
-                self._live()
-                return self._ns._kernel.setsockopt_null(self._sk, level, optname, n)
-            buf = b""
+                self._setsockopt(level, optname, flag.to_bytes(4, "little", signed=True))
+                return
+        elif len(args) == 4 and args[2] is None:
+            try:
+                level, optname, optlen = c_int(args[0]), c_int(args[1]), c_uint_nocheck(args[3])
+            except (TypeError, OverflowError):
+                pass
+            else:
+                sk = self._live()
+                if optlen >= 1 << 31:  # the kernel's optlen is an int: negative is EINVAL
+                    raise refuse(Op.SETSOCKOPT, Proto.TCP if sk.tcp else Proto.UDP, Cause.INVALID)
+                if optlen:
+                    # a NULL buffer with a length: the kernel's copy faults for a value it reads
+                    return self._ns._kernel.setsockopt_null(sk, level, optname, optlen)
+                self._setsockopt(level, optname, b"")
+                return
+        _arg_count("setsockopt", args, {}, 3, 3)
+        level, optname, value = c_int(args[0]), c_int(args[1]), args[2]
+        try:
+            view = memoryview(value)
+        except TypeError:
+            raise TypeError(f"a bytes-like object is required, not '{type(value).__name__}'") from None
+        if not view.c_contiguous:
+            # y* asks for a PyBUF_SIMPLE buffer; this is memoryview's refusal (other exporters
+            # word it their own way)
+            raise BufferError("memoryview: underlying buffer is not C-contiguous")
+        self._setsockopt(level, optname, view.tobytes())
+
+    def _setsockopt(self, level: int, optname: int, buf: bytes) -> None:
         self._ns._kernel.setsockopt(self._live(), level, optname, buf)
 
-    def getsockopt(self, level: int, optname: int, buflen: int = 0, /) -> Any:
-        level = c_int(level)
-        optname = c_int(optname)
-        buflen = c_int(buflen)
+    def getsockopt(self, *args: Any, **kwargs: Any) -> Any:
+        """``getsockopt(level, optname[, buflen])``: an int without buflen (or with 0), else
+        up to ``buflen`` (1..1024) bytes."""
+        _arg_count("getsockopt", args, kwargs, 2, 3)
+        level = c_int(args[0])
+        optname = c_int(args[1])
+        buflen = c_int(args[2]) if len(args) > 2 else 0
         if buflen == 0:
             raw = self._ns._kernel.getsockopt(self._live(), level, optname, 4)
             return int.from_bytes(raw.ljust(4, b"\0")[:4], "little", signed=True)
-        if buflen < 0 or buflen > 1024:
+        if buflen < 0 or buflen > 1024:  # socklen_t is unsigned: -1 is "too big"
             raise OSError("getsockopt buflen out of range")
         return self._ns._kernel.getsockopt(self._live(), level, optname, buflen)
 
     # -- bind / listen / close -------------------------------------------------------------
-    def bind(self, address: Any, /) -> None:
-        kernel = self._ns._kernel
-        try:
-            parsed = _PARSED.get((self._family, address))
-        except TypeError:  # unhashable address: the parser reports it as CPython does
-            parsed = None
-        if parsed is None:
-            parsed = _parse_and_cache(self._family, address, "bind", kernel.devices)
-        sk = self._sk
-        if sk.closed:
-            raise refuse(Op.CLOSE, Proto.ANY, Cause.BAD_FD)
+    def bind(self, *args: Any, **kwargs: Any) -> None:
+        """``bind(address)``: ``(host, port)`` for AF_INET, ``(host, port[, flowinfo[,
+        scope_id]])`` for AF_INET6."""
+        address = _one_arg("bind", args, kwargs)
+        ns = self._ns
+        addr, port, _flow, scope = sockaddr(self._family, address, "bind", ns._kernel.devices)
+        sk = self._live()
         if self._family == AF_INET:
-            kernel.bind_v4(sk, parsed[0], parsed[1])
+            ns._kernel.bind_v4(sk, addr, port)
         else:
-            kernel.bind_v6(sk, parsed[0], parsed[1], parsed[3])
+            ns._kernel.bind_v6(sk, addr, port, scope)
 
-    def listen(self, backlog: Any = _SOMAXCONN_DEFAULT, /) -> None:
-        backlog = max(c_int(backlog), 0)
+    def listen(self, *args: Any, **kwargs: Any) -> None:
+        """``listen([backlog])``: a negative backlog is 0; the kernel caps it at somaxconn."""
+        _arg_count("listen", args, kwargs, 0, 1)
+        backlog = max(c_int(args[0]), 0) if args else _SOMAXCONN_DEFAULT
         kernel = self._ns._kernel
         kernel.listen(self._live(), min(backlog, kernel.sysctls.ints["net.core.somaxconn"]))
 
@@ -166,7 +259,11 @@ class Socket:
     def detach(self) -> int:
         raise NotImplementedError("Socket.detach(): a model socket has no OS file descriptor")
 
-    def getsockname(self) -> tuple:
+    def getsockname(self, *args: Any, **kwargs: Any) -> tuple:
+        _no_args("getsockname", args, kwargs)
+        return self._name()
+
+    def _name(self) -> tuple:
         sk = self._live()
         if self._family == AF_INET:
             return (format_ipv4(sk.rcv_saddr), sk.num)
@@ -174,34 +271,27 @@ class Socket:
         return (format_ipv6(sk.v6_rcv_saddr), sk.num, 0, scope)
 
     # -- blocking mode ---------------------------------------------------------------
-    def setblocking(self, flag: Any, /) -> None:
-        flag = c_int(flag)
+    # As in CPython, the new timeout is stored before the (model) ioctl that fails with EBADF
+    # on a closed socket, so gettimeout() shows it even then.
+    def setblocking(self, *args: Any, **kwargs: Any) -> None:
+        """``setblocking(flag)``: True is ``settimeout(None)``, False is ``settimeout(0.0)``."""
+        flag = c_long(_one_arg("setblocking", args, kwargs))
+        self._timeout_ns = -1 if flag else 0
         self._live()
-        self._timeout = None if flag else 0.0
 
-    def getblocking(self) -> bool:
-        return self._timeout != 0.0
+    def getblocking(self, *args: Any, **kwargs: Any) -> bool:
+        _no_args("getblocking", args, kwargs)
+        return self._timeout_ns != 0
 
-    def settimeout(self, value: Any, /) -> None:
-        if value is None:
-            t = None
-        else:
-            if isinstance(value, float):
-                if math.isnan(value):
-                    raise ValueError("Invalid value NaN (not a number)")
-                t = value
-            else:
-                try:
-                    t = float(c_int(value)) if not isinstance(value, int) else float(value)
-                except OverflowError:
-                    t = float(value)
-            if t < 0:
-                raise ValueError("Timeout value out of range")
+    def settimeout(self, *args: Any, **kwargs: Any) -> None:
+        """``settimeout(value)``: None (blocking) or seconds >= 0, kept in nanoseconds
+        (rounded up), as CPython does."""
+        self._timeout_ns = _timeout_ns(_one_arg("settimeout", args, kwargs))
         self._live()
-        self._timeout = t
 
-    def gettimeout(self) -> float | None:
-        return self._timeout
+    def gettimeout(self, *args: Any, **kwargs: Any) -> float | None:
+        _no_args("gettimeout", args, kwargs)
+        return None if self._timeout_ns < 0 else _seconds(self._timeout_ns)
 
     # -- not yet modelled (the connect()/delivery issues) ------------------------------
     def _unmodelled(self, what: str) -> Any:
