@@ -97,8 +97,15 @@ class Namespace:
         return self._socket_checked(family, type, proto)
 
     def _socket_checked(self, family: Any, type: Any, proto: Any) -> Socket:
-        from ._hostaddr import c_int
-        family, type, proto = c_int(family), c_int(type), c_int(proto)
+        from ._hostaddr import c_int_clinic
+        family, type, proto = c_int_clinic(family), c_int_clinic(type), c_int_clinic(proto)
+        # CPython 3.11 (sock_initobj): -1 means "the default" for each of the three
+        if family == -1:
+            family = AF_INET
+        if type == -1:
+            type = _stdsocket.SOCK_STREAM
+        if proto == -1:
+            proto = 0
         base = type & ~(_NONBLOCK | _CLOEXEC)
         if family not in (AF_INET, AF_INET6):
             if family < 0 or family >= 46:  # AF_MAX on 6.18

@@ -281,8 +281,6 @@ def listen_backlog(*args: Any, mk: Callable = tcp4) -> Callable:
 
 P = pytest.param
 LL = "fe80::1"  # link-local, not configured anywhere
-MODEL_ONLY_FIX = "divergence in src/portspace/model or _namespace.py (reported, not ours to fix)"
-
 CASES = [
     # -- bind: address shapes and types
     P(bind4("127.0.0.1"), id="bind4-str"),
@@ -471,10 +469,8 @@ CASES = [
     # -- IPV6_V6ONLY
     P(method(tcp4, "setsockopt", IPPROTO_IPV6, IPV6_V6ONLY, 1), id="v6only-set-on-inet"),
     P(method(udp4, "setsockopt", IPPROTO_IPV6, IPV6_V6ONLY, 1), id="v6only-set-on-inet-udp"),
-    P(method(tcp4, "getsockopt", IPPROTO_IPV6, IPV6_V6ONLY), id="v6only-get-on-inet",
-      marks=pytest.mark.xfail(reason=MODEL_ONLY_FIX, strict=True)),
-    P(method(udp4, "getsockopt", IPPROTO_IPV6, IPV6_V6ONLY), id="v6only-get-on-inet-udp",
-      marks=pytest.mark.xfail(reason=MODEL_ONLY_FIX, strict=True)),
+    P(method(tcp4, "getsockopt", IPPROTO_IPV6, IPV6_V6ONLY), id="v6only-get-on-inet"),
+    P(method(udp4, "getsockopt", IPPROTO_IPV6, IPV6_V6ONLY), id="v6only-get-on-inet-udp"),
     P(v6only_after_bind, id="v6only-after-bind"),
     P(method(tcp6, "setsockopt", IPPROTO_IPV6, IPV6_V6ONLY, b"\x01"), id="v6only-1-byte"),
     P(sockopt_then_get(tcp6, IPPROTO_IPV6, IPV6_V6ONLY, 5), id="v6only-set-5"),
@@ -531,16 +527,12 @@ CASES = [
     P(new_socket(AF_INET, SOCK_STREAM, IPPROTO_UDP), id="socket-stream-udp"),
     P(new_socket(AF_INET6, SOCK_DGRAM, IPPROTO_TCP), id="socket-dgram-tcp"),
     P(new_socket("2"), id="socket-family-str"),
-    P(new_socket(1 << 40), id="socket-family-2**40",
-      marks=pytest.mark.xfail(reason=MODEL_ONLY_FIX, strict=True)),
+    P(new_socket(1 << 40), id="socket-family-2**40"),
     P(new_socket(AF_INET, SOCK_STREAM, IPPROTO_TCP), id="socket-proto-tcp"),
     P(new_socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC), id="socket-cloexec"),
-    P(new_socket(-1), id="socket-family-minus-1",
-      marks=pytest.mark.xfail(reason=MODEL_ONLY_FIX, strict=True)),
-    P(new_socket(AF_INET6, -1), id="socket-type-minus-1",
-      marks=pytest.mark.xfail(reason=MODEL_ONLY_FIX, strict=True)),
-    P(new_socket(AF_INET, SOCK_DGRAM, -1), id="socket-proto-minus-1",
-      marks=pytest.mark.xfail(reason=MODEL_ONLY_FIX, strict=True)),
+    P(new_socket(-1), id="socket-family-minus-1"),
+    P(new_socket(AF_INET6, -1), id="socket-type-minus-1"),
+    P(new_socket(AF_INET, SOCK_DGRAM, -1), id="socket-proto-minus-1"),
     P(attributes(AF_INET, SOCK_STREAM | SOCK_NONBLOCK), id="attrs-tcp4-nonblock"),
     P(attributes(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK), id="attrs-udp6-nonblock"),
     P(attributes(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP),

@@ -79,6 +79,7 @@ class Cause(enum.Enum):
     ADDR_EXISTS = "the address is already configured"
     DEVICE_EXISTS = "a device of that name exists"
     NOT_PERMITTED = "operation not permitted"
+    OPT_NOT_SUPPORTED = "the option's level is not supported by this socket's family"
     PROTO_NOT_SUPPORTED = "the protocol does not match the socket type"
     FAULT = "the option buffer is not readable (NULL with a length)"
 
@@ -119,6 +120,7 @@ ERRNO_DEFAULT: Final[dict[Cause, int]] = {
     Cause.NOT_PERMITTED: errno.EPERM,
     Cause.FAULT: errno.EFAULT,
     Cause.PROTO_NOT_SUPPORTED: errno.EPROTONOSUPPORT,
+    Cause.OPT_NOT_SUPPORTED: errno.EOPNOTSUPP,
 }
 
 

@@ -426,7 +426,9 @@ class NetNS:
             return v.to_bytes(4, "little", signed=True)[:max(buflen, 0)]
         if level == IPPROTO_IPV6:
             if sk.family != AF_INET6:
-                raise refuse(Op.GETSOCKOPT, proto, Cause.NO_PROTOOPT)
+                # tcp/udp_getsockopt -> ip_getsockopt: a level other than SOL_IP is EOPNOTSUPP
+                # (setsockopt answers ENOPROTOOPT instead) [V bad calls table]
+                raise refuse(Op.GETSOCKOPT, proto, Cause.OPT_NOT_SUPPORTED)
             if opt == IPV6_V6ONLY:
                 v = int(sk.v6only)
             elif opt == IPV6_FREEBIND:

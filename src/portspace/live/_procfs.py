@@ -1,0 +1,236 @@
+"""Processes and sysctls from procfs: who holds each socket, and the port manager's knobs.
+
+Theory of operation
+-------------------
+*Attribution.*  A socket is a file; every process holding it has an fd whose link reads
+``socket:[INODE]``, and sock_diag / /proc/net give the same inode.  :func:`scan_holders` walks
+``ROOT/<pid>/fd/*`` once (as ``ss -p``, netstat, lsof and psutil do) and returns, for each inode,
+*every* ``(pid, fd)`` holding it -- a socket shared by a forked worker pool has several holders
+(psutil keeps only the first).  A TIME_WAIT remnant has inode 0 and no holder, ever.
+
+Processes come and go during the scan: a pid directory that vanishes (ENOENT, ESRCH) is skipped
+and counted in ``vanished``; one whose fds we may not read (EACCES/EPERM: another user's process
+without root, as for ``ss -p``) is listed in ``denied`` so the caller can say what it could not
+see.  Nothing here raises for a process-level problem.
+
+*Sysctls.*  :func:`read_sysctls` reads ``ROOT/sys/net/...`` (the reader's network namespace);
+a missing file (an older kernel, no IPv6) is left out, never guessed.  The pure parsers
+(:func:`parse_port_range`, :func:`parse_reserved_ports`, :func:`parse_socket_link`,
+:func:`parse_cmdline`, :func:`parse_capabilities`) take text, so tests feed them fixture text.
+
+Every path is built from the ``root`` argument (default ``/proc``), so a test points it at a
+fixture tree (psutil's ``PROCFS_PATH`` idiom).  This module only reads: it opens nothing for
+writing.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+__all__ = ["Holders", "scan_holders", "command_of", "read_sysctls", "SYSCTLS", "parse_socket_link",
+           "parse_cmdline", "parse_port_range", "parse_reserved_ports", "parse_capabilities",
+           "caller_capabilities", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW"]
+
+CAP_NET_BIND_SERVICE = 10
+CAP_NET_RAW = 13
+
+# The sysctls that decide bind()/listen()/connect() port questions (spec §1.7).
+SYSCTLS = (
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_nonlocal_bind",
+    "net.ipv6.ip_nonlocal_bind",
+    "net.ipv4.ip_autobind_reuse",
+    "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_tw_reuse_delay",
+    "net.ipv4.tcp_timestamps",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_max_tw_buckets",
+    "net.ipv6.bindv6only",
+)
+
+_SOCKET_PREFIX = "socket:["
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+@dataclass
+class Holders:
+    """The result of :func:`scan_holders`."""
+
+    by_inode: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # inode -> [(pid, fd)]
+    scanned: int = 0                 # processes whose fd table was read
+    denied: list[int] = field(default_factory=list)   # pids whose fds could not be read
+    vanished: int = 0                # processes that exited during the scan
+
+    def pids(self, inode: int) -> list[int]:
+        """The distinct pids holding ``inode``, in scan order."""
+        seen: list[int] = []
+        for pid, _fd in self.by_inode.get(inode, ()):
+            if pid not in seen:
+                seen.append(pid)
+        return seen
+
+
+def parse_socket_link(target: str) -> int | None:
+    """``"socket:[186978]"`` -> 186978; anything else (a file, a pipe, garbage) -> None.
+
+    >>> parse_socket_link("socket:[186978]"), parse_socket_link("pipe:[5]"), parse_socket_link("socket:[x]")
+    (186978, None, None)
+    """
+    if not target.startswith(_SOCKET_PREFIX) or not target.endswith("]"):
+        return None
+    digits = target[len(_SOCKET_PREFIX):-1]
+    return int(digits) if digits.isdigit() else None
+
+
+def scan_holders(root: str = "/proc", wanted: set[int] | frozenset[int] | None = None,
+                 self_pid: int | None = None) -> Holders:
+    """Walk ``root/<pid>/fd`` and map socket inodes to ``(pid, fd)`` holders.
+
+    Args:
+        root: the procfs root.
+        wanted: only record these inodes (all sockets when None).  Every process is still
+            scanned: which one holds an inode cannot be known in advance.
+        self_pid: a pid to leave out (the reader itself, whose netlink socket is no one's
+            business); default: our own pid when ``root`` is ``/proc``.
+    """
+    out = Holders()
+    if self_pid is None and root == "/proc":
+        self_pid = os.getpid()
+    by_inode = out.by_inode
+    try:
+        entries = os.listdir(root)
+    except OSError:
+        return out
+    readlink = os.readlink
+    prefix_len = len(_SOCKET_PREFIX)
+    for name in entries:
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        if pid == self_pid:
+            continue
+        try:
+            dfd = os.open(os.path.join(root, name, "fd"), _DIR_FLAGS)
+        except (FileNotFoundError, ProcessLookupError):
+            out.vanished += 1
+            continue
+        except (PermissionError, OSError) as e:
+            if isinstance(e, PermissionError) or getattr(e, "errno", None) in (1, 13):
+                out.denied.append(pid)
+            else:
+                out.vanished += 1
+            continue
+        try:
+            try:
+                fds = os.listdir(dfd)
+            except (FileNotFoundError, ProcessLookupError):
+                out.vanished += 1
+                continue
+            except OSError:
+                out.denied.append(pid)
+                continue
+            out.scanned += 1
+            for fd_name in fds:
+                try:
+                    target = readlink(fd_name, dir_fd=dfd)
+                except OSError:
+                    continue  # the fd was closed meanwhile, or the process exited
+                if target[:prefix_len] != _SOCKET_PREFIX:
+                    continue
+                inode = parse_socket_link(target)
+                if inode is None or (wanted is not None and inode not in wanted):
+                    continue
+                if not fd_name.isdigit():
+                    continue
+                holders = by_inode.get(inode)
+                if holders is None:
+                    by_inode[inode] = [(pid, int(fd_name))]
+                else:
+                    holders.append((pid, int(fd_name)))
+        finally:
+            os.close(dfd)
+    return out
+
+
+def parse_cmdline(raw: bytes) -> str:
+    """``/proc/<pid>/cmdline`` (NUL-separated arguments) as one line of text."""
+    parts = raw.rstrip(b"\0").split(b"\0")
+    return " ".join(p.decode("utf-8", "replace") for p in parts if p or len(parts) > 1).strip()
+
+
+def command_of(pid: int, root: str = "/proc") -> str | None:
+    """The command line of ``pid`` (``[comm]`` for a kernel thread or a zombie, whose cmdline is
+    empty); None when the process is gone or unreadable."""
+    base = os.path.join(root, str(pid))
+    try:
+        with open(os.path.join(base, "cmdline"), "rb") as f:
+            text = parse_cmdline(f.read(4096))
+        if text:
+            return text
+        with open(os.path.join(base, "comm"), "rb") as f:
+            comm = f.read(64).decode("utf-8", "replace").strip()
+        return f"[{comm}]" if comm else None
+    except OSError:
+        return None
+
+
+def parse_port_range(text: str) -> tuple[int, int] | None:
+    """``"32768\\t60999"`` -> (32768, 60999); None when malformed."""
+    parts = text.split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    lo, hi = int(parts[0]), int(parts[1])
+    return (lo, hi) if 0 < lo <= hi <= 65535 else None
+
+
+def parse_reserved_ports(text: str) -> frozenset[int] | None:
+    """``"8080,9000-9002"`` -> {8080, 9000, 9001, 9002}; ``""`` -> empty; None when malformed."""
+    text = text.strip()
+    ports: set[int] = set()
+    if not text:
+        return frozenset()
+    for item in text.split(","):
+        lo_text, sep, hi_text = item.strip().partition("-")
+        if not lo_text.isdigit() or (sep and not hi_text.isdigit()):
+            return None
+        lo = int(lo_text)
+        hi = int(hi_text) if sep else lo
+        if not 0 <= lo <= hi <= 65535:
+            return None
+        ports.update(range(lo, hi + 1))
+    return frozenset(ports)
+
+
+def read_sysctls(root: str = "/proc", names: tuple[str, ...] = SYSCTLS) -> dict[str, str]:
+    """``name -> text`` (without the trailing newline) for each sysctl that can be read."""
+    out: dict[str, str] = {}
+    for name in names:
+        path = os.path.join(root, "sys", *name.split("."))
+        try:
+            with open(path, encoding="ascii", errors="replace") as f:
+                out[name] = f.read().rstrip("\n")
+        except OSError:
+            continue
+    return out
+
+
+def parse_capabilities(status_text: str) -> int | None:
+    """The effective capability mask from ``/proc/<pid>/status`` text (``CapEff:`` line)."""
+    for line in status_text.splitlines():
+        if line.startswith("CapEff:"):
+            try:
+                return int(line.split(":", 1)[1].strip(), 16)
+            except ValueError:
+                return None
+    return None
+
+
+def caller_capabilities(root: str = "/proc") -> int | None:
+    """The reader's own effective capabilities (None when unreadable)."""
+    try:
+        with open(os.path.join(root, "self", "status"), encoding="ascii", errors="replace") as f:
+            return parse_capabilities(f.read())
+    except OSError:
+        return None
