@@ -2,6 +2,7 @@
 
 Subcommands:
   demo     seed 000's experiment on the model, each outcome and why refusals happen
+  ls, explain, ports   questions about the live host (``cli/_live.py``)
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import sys
 from typing import Any, Sequence
 
 import portspace
+
+from . import _live
 
 DEMO_STEPS = [
     # (socket name, kind, address, what the article asked)
@@ -67,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="portspace",
         description="The Linux 6.18 port manager as an executable model: which bind()/listen() "
                     "succeed, and why the others fail.",
-        epilog="examples:\n  portspace demo\n  portspace demo --json | jq '.steps[1].why'",
+        epilog="examples:\n  portspace demo\n  portspace demo --json | jq '.steps[1].why'\n"
+               "  portspace ls --tcp\n  portspace explain tcp 0.0.0.0:8080\n  portspace ports",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"portspace {portspace.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -77,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           epilog="example: portspace demo --json", formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--json", action="store_true", help="machine-readable output")
     demo.add_argument("--seed", type=int, default=0, help="RNG seed of the model namespace (default 0)")
+    _live.add_parsers(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -90,5 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _print_demo(res)
         return 0
+    if args.command in _live.COMMANDS:
+        return _live.run(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse rejects it first
     return 2

@@ -84,20 +84,17 @@ def parse_socket_link(target: str) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def scan_holders(root: str = "/proc", wanted: set[int] | frozenset[int] | None = None,
-                 self_pid: int | None = None) -> Holders:
+def scan_holders(root: str = "/proc", wanted: set[int] | frozenset[int] | None = None) -> Holders:
     """Walk ``root/<pid>/fd`` and map socket inodes to ``(pid, fd)`` holders.
 
     Args:
         root: the procfs root.
         wanted: only record these inodes (all sockets when None).  Every process is still
             scanned: which one holds an inode cannot be known in advance.
-        self_pid: a pid to leave out (the reader itself, whose netlink socket is no one's
-            business); default: our own pid when ``root`` is ``/proc``.
+
+    The reader's own process is scanned like any other: a program may inspect its own sockets.
     """
     out = Holders()
-    if self_pid is None and root == "/proc":
-        self_pid = os.getpid()
     by_inode = out.by_inode
     try:
         entries = os.listdir(root)
@@ -109,27 +106,22 @@ def scan_holders(root: str = "/proc", wanted: set[int] | frozenset[int] | None =
         if not name.isdigit():
             continue
         pid = int(name)
-        if pid == self_pid:
-            continue
         try:
             dfd = os.open(os.path.join(root, name, "fd"), _DIR_FLAGS)
-        except (FileNotFoundError, ProcessLookupError):
-            out.vanished += 1
+        except PermissionError:
+            out.denied.append(pid)
             continue
-        except (PermissionError, OSError) as e:
-            if isinstance(e, PermissionError) or getattr(e, "errno", None) in (1, 13):
-                out.denied.append(pid)
-            else:
-                out.vanished += 1
+        except OSError:  # ENOENT/ESRCH: exited; ENOTDIR & co: not a process directory
+            out.vanished += 1
             continue
         try:
             try:
                 fds = os.listdir(dfd)
-            except (FileNotFoundError, ProcessLookupError):
-                out.vanished += 1
+            except PermissionError:
+                out.denied.append(pid)
                 continue
             except OSError:
-                out.denied.append(pid)
+                out.vanished += 1
                 continue
             out.scanned += 1
             for fd_name in fds:

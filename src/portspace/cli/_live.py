@@ -1,0 +1,373 @@
+"""``portspace ls``, ``portspace explain``, ``portspace ports``: questions about the live host.
+
+Theory of operation
+-------------------
+Each command takes one :func:`portspace.live.snapshot` of the reader's network namespace
+(sock_diag, or /proc/net as a fallback; processes from /proc/<pid>/fd; reuse flags by
+pidfd_getfd where permitted), then renders it.  ``explain`` loads the snapshot into a model
+namespace and asks the model (see ``portspace.live._query``).  This module only parses
+arguments and renders; it makes no decision of its own and never touches the host directly.
+
+Output: aligned tables for people, ``--json`` for scripts.  Colour only on a terminal and never
+when ``NO_COLOR`` is set (https://no-color.org) or ``TERM=dumb``.  Bad arguments give one line
+on stderr and exit status 2, never a traceback.
+
+Exit status of ``explain``: 0 the call would succeed, 1 it would fail, 2 bad arguments (or a
+question portspace cannot answer yet, such as connect()), 3 the answer depends on flags that
+could not be read (both cases are shown).  ``ls`` and ``ports``: 0, or 1 when the host cannot
+be read at all, 2 for bad arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence, TextIO
+
+COMMANDS = ("ls", "explain", "ports")
+
+EXPLAIN_EPILOG = """\
+examples:
+  portspace explain tcp 0.0.0.0:8080                   would my server start?
+  portspace explain tcp '[::]:443' --reuseaddr --listen
+  portspace explain udp 127.0.0.1:5353 --reuseport --uid 1000
+  portspace explain tcp 127.0.0.1:40000 --device eth0 --json | jq .verdict
+
+exit status: 0 would succeed, 1 would fail, 2 bad arguments,
+             3 depends on flags that could not be read (both cases shown)"""
+
+LS_EPILOG = """\
+examples:
+  portspace ls                       every socket that holds a port
+  portspace ls --tcp --port 8080     who holds TCP port 8080
+  portspace ls --pid 1234 --json
+
+FLAGS: reuseaddr = SO_REUSEADDR, reuseport = SO_REUSEPORT, v6only = IPV6_V6ONLY,
+dev=NAME = SO_BINDTODEVICE; a trailing '?' means it could not be read (a TIME_WAIT
+remnant has no fd; other users' sockets need root).  STATE BOUND = bound, neither
+listening nor connected (invisible to netstat, lsof and ss without -B)."""
+
+PORTS_EPILOG = """\
+examples:
+  portspace ports
+  portspace ports --json | jq '.destinations[] | select(.connections_left < 1000)'"""
+
+
+# ------------------------------------------------------------------------------------------
+# argument parsing
+# ------------------------------------------------------------------------------------------
+
+
+def _one_line_error(parser: argparse.ArgumentParser):
+    def error(message: str) -> None:
+        sys.stderr.write(f"{parser.prog}: error: {message} (see {parser.prog} --help)\n")
+        raise SystemExit(2)
+    return error
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r} (0-65535)")
+    return int(text)
+
+
+def _pid(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"invalid pid {text!r}")
+    return int(text)
+
+
+def _uid(text: str) -> int:
+    if not text.isdigit() or int(text) > 0xFFFFFFFE:
+        raise argparse.ArgumentTypeError(f"invalid uid {text!r} (a number)")
+    return int(text)
+
+
+def _device(text: str) -> str:
+    if not text or len(text) > 15 or "/" in text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"invalid device name {text!r}")
+    return text
+
+
+def add_parsers(sub: Any) -> None:
+    """Register ``ls``, ``explain`` and ``ports`` on the main parser's subparsers."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    ls = sub.add_parser("ls", help="every socket on this host that holds a port, with its processes",
+                        description="List every TCP and UDP socket of this network namespace that holds "
+                                    "a local port -- listening, bound-only, connected and TIME_WAIT -- with "
+                                    "uid, processes, SO_REUSEADDR/SO_REUSEPORT where they can be read, and "
+                                    "the time a TIME_WAIT remnant has left.",
+                        epilog=LS_EPILOG, formatter_class=fmt)
+    proto = ls.add_mutually_exclusive_group()
+    proto.add_argument("--tcp", action="store_true", help="TCP only")
+    proto.add_argument("--udp", action="store_true", help="UDP only")
+    ls.add_argument("--port", type=_port, metavar="P", help="only sockets with local port P")
+    ls.add_argument("--pid", type=_pid, metavar="PID", help="only sockets held by process PID")
+    _common(ls)
+
+    ex = sub.add_parser("explain", help="would bind()/listen() of this address succeed here, and why not",
+                        description="Load this host's sockets, devices, addresses and sysctls into the model "
+                                    "and ask it whether a new socket could bind (and listen on) an address: "
+                                    "which sockets block it (pid, command, uid, state, flags), the rule, and "
+                                    "the smallest changes that would make it work.  Nothing is bound.",
+                        epilog=EXPLAIN_EPILOG, formatter_class=fmt)
+    ex.add_argument("proto", metavar="tcp|udp|connect", help="the protocol (connect: not modelled yet)")
+    ex.add_argument("address", metavar="ADDR:PORT",
+                    help="local address and port, e.g. 0.0.0.0:8080, [::]:443, [fe80::1%%eth0]:80, "
+                         "or just 8080 (= 0.0.0.0:8080); port 0 asks for an automatic port")
+    ex.add_argument("--reuseaddr", action="store_true", help="the new socket sets SO_REUSEADDR")
+    ex.add_argument("--reuseport", action="store_true", help="the new socket sets SO_REUSEPORT")
+    ex.add_argument("--v6only", action="store_true", help="the new socket sets IPV6_V6ONLY (IPv6 only)")
+    ex.add_argument("--device", type=_device, metavar="DEV", help="the new socket sets SO_BINDTODEVICE=DEV")
+    ex.add_argument("--uid", type=_uid, metavar="UID",
+                    help="create the socket as UID (no capabilities unless 0); default: you, with your "
+                         "capabilities")
+    ex.add_argument("--listen", action="store_true", help="then listen() (TCP)")
+    _common(ex)
+
+    po = sub.add_parser("ports", help="ephemeral range, ports in use, connections left per destination",
+                        description="The ephemeral port range and reserved ports, how many ports are in use "
+                                    "or in TIME_WAIT per protocol and per destination, how many more "
+                                    "connections each destination can take before connect() fails with "
+                                    "EADDRNOTAVAIL, and fixed listening ports inside the ephemeral range.",
+                        epilog=PORTS_EPILOG, formatter_class=fmt)
+    _common(po)
+    for p in (ls, ex, po):
+        p.error = _one_line_error(p)  # type: ignore[method-assign]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--source", choices=("auto", "sock_diag", "procnet"), default="auto",
+                   help="where to read sockets: sock_diag (netlink, like ss), /proc/net (like netstat), "
+                        "or auto (sock_diag, else /proc/net; the default)")
+
+
+# ------------------------------------------------------------------------------------------
+# colour and tables
+# ------------------------------------------------------------------------------------------
+
+
+class _Style:
+    def __init__(self, stream: TextIO) -> None:
+        self.on = (stream.isatty() if hasattr(stream, "isatty") else False) and not os.environ.get("NO_COLOR") \
+            and os.environ.get("TERM") != "dumb"
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.on and text else text
+
+
+_STATE_COLOURS = {"LISTEN": "32", "BOUND": "33", "TIME_WAIT": "2", "FIN_WAIT2": "2", "UNCONN": "32"}
+
+
+def _table(rows: list[list[str]], header: list[str], out: TextIO, style: _Style, colour_col: int = -1) -> None:
+    widths = [len(h) for h in header]
+    for r in rows:
+        for i, c in enumerate(r):
+            if len(c) > widths[i]:
+                widths[i] = len(c)
+    last = len(header) - 1
+    lines = ["  ".join(h.ljust(widths[i]) if i < last else h for i, h in enumerate(header)).rstrip()]
+    for r in rows:
+        cells = []
+        for i, c in enumerate(r):
+            text = c.ljust(widths[i]) if i < last else c
+            if i == colour_col and style.on:
+                text = style(c, _STATE_COLOURS.get(c, "0")) + " " * (widths[i] - len(c))
+            cells.append(text)
+        lines.append("  ".join(cells).rstrip())
+    out.write("\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------------------------------
+# commands
+# ------------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    from portspace.live import snapshot
+    try:
+        if args.command == "ls":
+            return _ls(args, snapshot)
+        if args.command == "ports":
+            return _ports(args, snapshot)
+        return _explain(args, snapshot)
+    except OSError as e:
+        sys.stderr.write(f"portspace {args.command}: error: cannot read the host: {e.strerror or e}\n")
+        return 1
+
+
+def _procs_text(hs: Any) -> str:
+    if hs.row.tw:
+        return "-"
+    if not hs.holders:
+        return "?"
+    seen: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for h in hs.holders:
+        seen.setdefault(h.pid, []).append(h.fd)
+        names[h.pid] = _comm(h.command)
+    return ",".join(f"{pid}/{names[pid]} fd {'+'.join(map(str, fds))}" for pid, fds in seen.items())
+
+
+def _comm(command: str | None) -> str:
+    if not command:
+        return "?"
+    first = command.split(" ", 1)[0]
+    return first.rsplit("/", 1)[-1] or first
+
+
+def _ls_flags(hs: Any) -> str:
+    return (hs.flags_text().replace("SO_REUSEADDR", "reuseaddr").replace("SO_REUSEPORT", "reuseport")
+            .replace("IPV6_V6ONLY", "v6only"))
+
+
+def _ls(args: argparse.Namespace, snapshot: Any) -> int:
+    protos = ("tcp",) if args.tcp else ("udp",) if args.udp else ("tcp", "udp")
+    ports = (args.port, args.port) if args.port is not None else None
+    snap = snapshot(protos, ports, source=args.source)
+    socks = snap.sockets
+    if args.pid is not None:
+        socks = [hs for hs in socks if args.pid in hs.pids]
+    socks.sort(key=lambda hs: (hs.row.proto, hs.row.lport, hs.row.family, hs.row.laddr, hs.row.state,
+                               hs.row.raddr, hs.row.rport))
+    if args.json:
+        json.dump({"source": snap.source, "sockets": [hs.as_dict() for hs in socks], "notes": snap.notes},
+                  sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    style = _Style(sys.stdout)
+    rows = []
+    for hs in socks:
+        r = hs.row
+        timer = f"{r.expires_ms / 1000:.1f}s" if r.tw and r.expires_ms is not None else "-"
+        fam = "6" if r.family == 10 else ""
+        rows.append([r.proto + fam, r.state_text, hs.local, hs.peer, "-" if r.tw else str(r.uid), _ls_flags(hs),
+                     timer, _procs_text(hs)])
+    _table(rows, ["PROTO", "STATE", "LOCAL", "PEER", "UID", "FLAGS", "TW-LEFT", "PROCESS"], sys.stdout, style, 1)
+    _notes(snap.notes)
+    return 0
+
+
+def _notes(notes: Sequence[str]) -> None:
+    sys.stdout.flush()  # keep the notes after the output they qualify
+    for n in notes:
+        sys.stderr.write(f"portspace: note: {n}\n")
+
+
+def _explain(args: argparse.Namespace, snapshot: Any) -> int:
+    from portspace.live import Question, explain, parse_endpoint, window_for
+    proto = args.proto.lower()
+    err = _one_line_error_text(args)
+    if proto == "connect":
+        sys.stderr.write(f"{err}connect() is not modelled yet; explain covers bind() and listen() "
+                         f"(tcp or udp)\n")
+        return 2
+    if proto not in ("tcp", "udp"):
+        sys.stderr.write(f"{err}unknown protocol {args.proto!r}: use tcp, udp or connect\n")
+        return 2
+    try:
+        family, host, port = parse_endpoint(args.address)
+        q = Question(proto, family, host, port, reuseaddr=args.reuseaddr, reuseport=args.reuseport,
+                     v6only=args.v6only, device=args.device, uid=args.uid, listen=args.listen)
+    except ValueError as e:
+        sys.stderr.write(f"{err}{e}\n")
+        return 2
+    snap = snapshot((proto,), window_for(q), source=args.source)
+    v = explain(snap, q)
+    notes = list(snap.notes) + [n for n in v.notes if n not in snap.notes]
+    if args.json:
+        d = v.as_dict()
+        d["source"] = snap.source
+        d["notes"] = notes
+        json.dump(d, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return v.exit_code
+    _print_verdict(v, _Style(sys.stdout))
+    _notes(notes)
+    return v.exit_code
+
+
+def _one_line_error_text(args: argparse.Namespace) -> str:
+    return f"portspace {args.command}: error: "
+
+
+def _print_verdict(v: Any, style: _Style) -> None:
+    out = sys.stdout
+    call = v.question.text(v.uid)
+    if v.status == "ok":
+        out.write(f"{call}: {style('would succeed', '1;32')}\n")
+    elif v.status == "fail":
+        c = v.cases[0]
+        at = f" at {c.stage}()" if c.stage != "bind" else ""
+        out.write(f"{call}: {style('would fail', '1;31')} with {c.error}{at}\n")
+    else:
+        out.write(f"{call}: {style('depends', '1;33')} on flags that could not be read\n")
+        for hs, flag in v.deciding:
+            why = hs.flags_note or "unreadable"
+            out.write(f"  {hs.label()}: {flag.upper() if flag == 'v6only' else 'SO_' + flag.upper()} unknown ({why})\n")
+    for i, c in enumerate(v.cases, 1):
+        indent = "  "
+        if c.assumption:
+            if v.status == "depends":
+                verdict = style("would succeed", "32") if c.ok else style(f"would fail with {c.error}", "31")
+                out.write(f"\n  case {i}, {c.assumption}: {verdict}\n")
+                indent = "    "
+            else:
+                out.write(f"  ({c.assumption})\n")
+        for r in c.reasons:
+            out.write(f"{indent}- [{r.rule}, spec {r.spec}] {r.message}\n")
+            if r.blocker is not None and r.blocker.holders:
+                for h in r.blocker.holders[:5]:
+                    out.write(f"{indent}  held by pid {h.pid} fd {h.fd}: {h.command or '?'}\n")
+            if r.fixes:
+                out.write(f"{indent}  would succeed if: " + f";\n{indent}                    or ".join(r.fixes) + "\n")
+    if v.also_possible:
+        out.write("  possibly also blocked (their flags could not be read):\n")
+        for hs in v.also_possible:
+            out.write(f"    {hs.describe()}\n")
+
+
+def _ports(args: argparse.Namespace, snapshot: Any) -> int:
+    from portspace.live import ports_report
+    snap = snapshot(("tcp", "udp"), None, source=args.source, read_flags=False)
+    rep = ports_report(snap)
+    notes = list(snap.notes) + rep.notes
+    if args.json:
+        d = rep.as_dict()
+        d["source"] = snap.source
+        d["notes"] = notes
+        json.dump(d, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    style = _Style(sys.stdout)
+    out = sys.stdout
+    lo, hi = rep.range
+    res = rep.as_dict()
+    out.write(f"ephemeral range   {lo}-{hi} ({hi - lo + 1} ports, net.ipv4.ip_local_port_range)\n")
+    reserved = res["ip_local_reserved_ports"] or "none"
+    out.write(f"reserved          {reserved} ({res['reserved_in_range']} in the range, "
+              f"net.ipv4.ip_local_reserved_ports)\n")
+    out.write(f"usable by connect {rep.usable} ports\n\n")
+    t, u = rep.tcp, rep.udp
+    rows = [["sockets", str(t["sockets"]), str(u["sockets"])],
+            ["TIME_WAIT remnants", str(t["time_wait"]), "-"],
+            ["ports in use", str(t["ports_in_use"]), str(u["ports_in_use"])],
+            ["  inside the range", str(t["ports_in_use_in_range"]), str(u["ports_in_use_in_range"])],
+            ["  held by bind()/listen()", str(t["ports_fixed_by_bind_or_listen"]), "-"],
+            ["  held only by TIME_WAIT", str(t["ports_time_wait_only"]), "-"],
+            ["ports of the range free", str(t["ports_free_in_range"]), str(u["ports_free_in_range"])]]
+    _table(rows, ["", "TCP", "UDP"], out, style)
+    if rep.destinations:
+        out.write("\nTCP connections per destination (from this namespace):\n")
+        drows = [[d.text, d.source_text, str(d.live), str(d.time_wait) + (f" ({d.recyclable} recyclable)"
+                                                                           if d.recyclable else ""),
+                  str(d.left)] for d in rep.destinations]
+        _table(drows, ["DESTINATION", "SOURCE", "CONNECTIONS", "TIME_WAIT", "LEFT BEFORE EADDRNOTAVAIL"], out, style)
+    if rep.warnings:
+        out.write("\n")
+        for w in rep.warnings:
+            out.write(f"{style('warning', '33')}: {w}\n")
+    _notes(notes)
+    return 0

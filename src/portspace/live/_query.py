@@ -1,0 +1,377 @@
+"""``portspace explain``: would this bind()/listen() succeed on this host now, and why not?
+
+Theory of operation
+-------------------
+A :class:`Question` is the socket the caller has in mind: protocol, local address and port,
+SO_REUSEADDR / SO_REUSEPORT / IPV6_V6ONLY / SO_BINDTODEVICE, the uid that creates it, and
+whether it will listen.  :func:`explain` answers it against a :class:`~._snapshot.Snapshot`:
+
+1. The snapshot is loaded into a model namespace (:func:`._snapshot.load`) and the question is
+   asked there with ``Namespace.explain`` -- the model decides, with the kernel's rules, and
+   names the blocking socket by its model fd, which ``fd_map`` turns back into the host socket
+   (pid, command, uid, state, flags).
+2. Some flags of host sockets cannot be read (TIME_WAIT remnants, other users' processes, and
+   IPV6_V6ONLY of ``[::]`` sockets seen through /proc/net).  They are never guessed.  Every such
+   flag only ever *relaxes* conflicts when set (SO_REUSEADDR/SO_REUSEPORT on the old socket can
+   only allow more, spec §3.2-3.5; IPV6_V6ONLY only shrinks what a ``[::]`` binding claims, spec
+   §2.1), so the answer is monotone in them and two loads settle it: all unknown flags off
+   (*pessimistic*) and all on (*optimistic*).  Same verdict: it is certain.  Different: the answer
+   *depends* on what could not be read, and both cases are given, with the unknown flags that
+   decide (found by switching each one off in the optimistic load).
+3. The caller's identity: the question's uid (default: the caller's euid).  The model gives uid
+   0 every capability and other uids none; a non-root caller that has CAP_NET_BIND_SERVICE is
+   modelled by lowering ``ip_unprivileged_port_start`` to 0 in the scratch namespace.
+
+Verdicts: ``ok`` (exit 0), ``fail`` (exit 1), ``depends`` (exit 3).  Only local facts are used;
+nothing is bound, nothing on the host changes.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._procfs import CAP_NET_BIND_SERVICE
+from ._snapshot import FLAG_NAMES, HostSocket, Snapshot, load, never
+from ..model._addr import AF_INET, AF_INET6
+
+__all__ = ["Question", "Verdict", "Case", "HostReason", "explain", "parse_endpoint", "window_for",
+           "NEARBY_PORTS"]
+
+NEARBY_PORTS = 256
+"""How many ports above the asked one are read too: the model's explanations suggest the next
+free port within 200 (``model._explain._fixes_for_conflict``), which must be checked against
+the host's sockets on those ports."""
+
+
+def parse_endpoint(text: str) -> tuple[int, str, int]:
+    """``HOST:PORT`` as typed on the command line -> ``(family, host, port)``.
+
+    Accepted: ``0.0.0.0:8080``, ``127.0.0.1:80``, ``[::]:8080``, ``[::ffff:127.0.0.1]:80``,
+    ``[fe80::1%eth0]:80``, and ``8080`` / ``:8080`` / ``*:8080`` for ``0.0.0.0:8080``.  Numeric
+    addresses only (no name resolution).
+
+    Raises:
+        ValueError: with a one-line message naming what is wrong.
+    """
+    text = text.strip()
+    if not text:
+        raise ValueError("empty address")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"{text!r}: write an IPv6 address as [ADDR]:PORT")
+        port_text = rest[1:]
+        family = AF_INET6
+    elif text.count(":") > 1:
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:8080")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            host, port_text = "", text
+        if host in ("", "*"):
+            host = "0.0.0.0"
+        family = AF_INET
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"{text!r}: the port must be a number from 0 to 65535")
+    plain, _, scope = host.partition("%")
+    try:
+        ip = ipaddress.ip_address(plain)
+    except ValueError:
+        raise ValueError(f"{text!r}: {plain!r} is not a numeric IP address (names are not resolved)") from None
+    if (ip.version == 6) != (family == AF_INET6):
+        raise ValueError(f"{text!r}: write an IPv6 address as [ADDR]:PORT")
+    if scope and family != AF_INET6:
+        raise ValueError(f"{text!r}: a %scope applies to IPv6 addresses only")
+    return family, (str(ip) + ("%" + scope if scope else "")), int(port_text)
+
+
+@dataclass(frozen=True)
+class Question:
+    """The socket the caller wants to bind (and maybe listen on)."""
+
+    proto: str
+    family: int
+    host: str
+    port: int
+    reuseaddr: bool = False
+    reuseport: bool = False
+    v6only: bool = False
+    device: str | None = None
+    uid: int | None = None        # None: the caller's euid (and capabilities)
+    listen: bool = False
+
+    def __post_init__(self) -> None:
+        if self.proto not in ("tcp", "udp"):
+            raise ValueError(f"unknown protocol {self.proto!r}")
+        if self.listen and self.proto != "tcp":
+            raise ValueError("--listen applies to TCP only (UDP sockets do not listen)")
+        if self.v6only and self.family != AF_INET6:
+            raise ValueError("--v6only applies to IPv6 addresses only")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} out of range")
+        if self.uid is not None and not 0 <= self.uid <= 0xFFFFFFFE:
+            raise ValueError(f"uid {self.uid} out of range")
+
+    @property
+    def endpoint(self) -> str:
+        return f"[{self.host}]:{self.port}" if self.family == AF_INET6 else f"{self.host}:{self.port}"
+
+    def options(self) -> list[str]:
+        out = [n for n, on in (("SO_REUSEADDR", self.reuseaddr), ("SO_REUSEPORT", self.reuseport),
+                                ("IPV6_V6ONLY", self.v6only)) if on]
+        if self.device:
+            out.append(f"SO_BINDTODEVICE={self.device}")
+        return out
+
+    def text(self, uid: int) -> str:
+        fam = "6" if self.family == AF_INET6 else ""
+        call = f"bind({self.proto.upper()}{fam} {self.endpoint})" + (" + listen()" if self.listen else "")
+        opts = self.options()
+        return call + (" with " + ", ".join(opts) if opts else "") + f" as uid {uid}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"proto": self.proto, "family": "inet6" if self.family == AF_INET6 else "inet",
+                "address": self.host, "port": self.port, "reuseaddr": self.reuseaddr,
+                "reuseport": self.reuseport, "v6only": self.v6only, "device": self.device,
+                "uid": self.uid, "listen": self.listen}
+
+
+def window_for(q: Question) -> tuple[int, int] | None:
+    """The local ports whose sockets can matter: the asked port and the ones the explanation may
+    suggest instead; every port for an automatic (port 0) bind."""
+    if q.port == 0:
+        return None
+    return q.port, min(65535, q.port + NEARBY_PORTS)
+
+
+@dataclass
+class HostReason:
+    """A model reason with host names in place of model fds."""
+
+    rule: str
+    spec: str
+    message: str
+    fixes: list[str]
+    blocker: HostSocket | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "spec": self.spec, "message": self.message, "fixes": self.fixes,
+                "blocker": self.blocker.as_dict() if self.blocker is not None else None}
+
+
+@dataclass
+class Case:
+    """One answer under one assumption about the unknown flags (``assumption`` None: none
+    needed)."""
+
+    ok: bool
+    error: str | None
+    stage: str                    # "setsockopt", "bind" or "listen": the call that decides
+    reasons: list[HostReason]
+    assumption: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"assumption": self.assumption, "ok": self.ok, "error": self.error, "call": self.stage,
+                "reasons": [r.as_dict() for r in self.reasons]}
+
+
+@dataclass
+class Verdict:
+    question: Question
+    uid: int
+    status: str                   # "ok" | "fail" | "depends"
+    cases: list[Case]
+    deciding: list[tuple[HostSocket, str]] = field(default_factory=list)
+    also_possible: list[HostSocket] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return {"ok": 0, "fail": 1, "depends": 3}[self.status]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"question": self.question.as_dict(), "uid": self.uid, "verdict": self.status,
+                "exit_code": self.exit_code, "cases": [c.as_dict() for c in self.cases],
+                "deciding_unknowns": [{"socket": hs.as_dict(), "flag": FLAG_NAMES[f]} for hs, f in self.deciding],
+                "possibly_also_blocked_by": [hs.as_dict() for hs in self.also_possible],
+                "notes": self.notes}
+
+
+# ------------------------------------------------------------------------------------------
+
+
+class _Asker:
+    """Loads the snapshot under an assumption and asks the question there."""
+
+    def __init__(self, snap: Snapshot, q: Question) -> None:
+        self.snap, self.q = snap, q
+        self.notes: list[str] = []
+        caller = q.uid is None
+        self.uid = snap.euid if caller else q.uid  # type: ignore[assignment]
+        self.unpriv: int | None = None
+        if caller and snap.caps is not None:
+            has_cap = bool(snap.caps >> CAP_NET_BIND_SERVICE & 1)
+            if self.uid != 0 and has_cap:
+                self.unpriv = 0
+                self.notes.append("the caller has CAP_NET_BIND_SERVICE: privileged ports are allowed")
+            elif self.uid == 0 and not has_cap:
+                self.notes.append("the caller is root without CAP_NET_BIND_SERVICE; the model gives uid 0 every "
+                                  "capability, so ports below ip_unprivileged_port_start are answered as for full root")
+
+    def ask(self, assume) -> tuple[Case, dict[int, HostSocket]]:
+        q = self.q
+        ns, fd_map, notes = load(self.snap, q.proto, assume, unprivileged_start=self.unpriv)
+        for n in notes:
+            if n not in self.notes:
+                self.notes.append(n)
+        kind = socket.SOCK_STREAM if q.proto == "tcp" else socket.SOCK_DGRAM
+        with ns.user(self.uid):
+            s = ns.socket(q.family, kind)
+            new_fd = s.fileno()
+            try:
+                if q.reuseaddr:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if q.reuseport:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if q.v6only:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                if q.device:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, q.device.encode())
+            except OSError as e:
+                name = errno.errorcode.get(e.errno or 0, str(e.errno))
+                return Case(False, name, "setsockopt", [HostReason(
+                    "setsockopt-refused", "§1.1", f"setsockopt() before bind() fails: {e.strerror}"
+                    + (f" (no device {q.device!r} in this namespace)" if e.errno == errno.ENODEV else ""),
+                    [], None)]), fd_map
+            addr: Any = (q.host, q.port) if q.family == AF_INET else (q.host, q.port, 0, 0)
+            expl = ns.explain(s, "bind", addr)
+            stage = "bind"
+            if expl.ok and q.listen:
+                s.bind(addr)
+                bound = expl
+                expl = ns.explain(s, "listen")
+                stage = "listen"
+                if expl.ok:
+                    # The model's success reasons for listen() are computed after the socket
+                    # joined its reuseport group, which makes group members look like fast-path
+                    # admissions; the bind() reasons say why the port is shared.
+                    expl = bound
+        reasons = [_host_reason(r, fd_map, new_fd) for r in expl.reasons]
+        return Case(expl.ok, expl.error, stage, reasons), fd_map
+
+
+_FD_REF = re.compile(r"#(\d+)")
+_SOCKET_REF = re.compile(r"\bsocket #(\d+)")
+
+
+def _host_reason(r: Any, fd_map: dict[int, HostSocket], new_fd: int) -> HostReason:
+    blocker = fd_map.get(r.blocker.fd) if r.blocker is not None else None
+
+    def names(text: str) -> str:
+        if r.blocker is not None and blocker is not None:
+            text = text.replace(str(r.blocker), blocker.describe())
+        text = _SOCKET_REF.sub(lambda m: "#" + m.group(1), text)
+
+        def sub(m: re.Match[str]) -> str:
+            fd = int(m.group(1))
+            if fd == new_fd:
+                return "the new socket"
+            hs = fd_map.get(fd)
+            return hs.label() if hs is not None else m.group(0)
+        return _FD_REF.sub(sub, text)
+    return HostReason(r.rule, r.spec, names(r.message), [names(f) for f in r.fixes], blocker)
+
+
+def _blockers(case: Case) -> list[HostSocket]:
+    out: list[HostSocket] = []
+    for r in case.reasons:
+        if r.blocker is not None and r.blocker not in out and not case.ok:
+            out.append(r.blocker)
+    return out
+
+
+def _flags_text(items: list[tuple[HostSocket, str]]) -> str:
+    return " and ".join(f"{hs.label()} has {FLAG_NAMES[f]}" for hs, f in items)
+
+
+def explain(snap: Snapshot, q: Question) -> Verdict:
+    """Answer ``q`` against ``snap`` (see the module header)."""
+    asker = _Asker(snap, q)
+    pess, _ = asker.ask(never)
+    unknown = [(hs, f) for hs in snap.sockets if hs.row.proto == q.proto for f in hs.unknown_flags()]
+    unknown_set = {(id(hs), f) for hs, f in unknown}
+    v = Verdict(q, asker.uid, "ok" if pess.ok else "fail", [pess], notes=asker.notes)
+    if not unknown or pess.stage == "setsockopt":
+        return v
+
+    def assume_all(exclude: set[tuple[int, str]] = frozenset()):  # type: ignore[assignment]
+        return lambda hs, f: (id(hs), f) not in exclude
+
+    opt, _ = asker.ask(assume_all())
+    if opt.ok == pess.ok:
+        if not pess.ok:
+            # Certain failure: the optimistic case's blockers block whatever the unknowns are.
+            # Their reasons are taken from the pessimistic case, whose sentences say what is
+            # *missing* (true whatever the unknowns are), not what was assumed present.
+            sure = _blockers(opt)
+            v.also_possible = [b for b in _blockers(pess) if b not in sure]
+            kept = [r for r in pess.reasons if r.blocker is None or r.blocker in sure]
+            if sure and kept:
+                pess.reasons = kept
+            else:
+                pess = opt
+            guessed = [b for b in sure if b.unknown_flags()]
+            if guessed:
+                pess.assumption = ("it fails whatever the flags that could not be read are (of "
+                                   + ", ".join(b.label() for b in guessed) + "); the reasons assume they are off")
+            v.cases = [pess]
+        return v
+    if pess.ok and not opt.ok:  # pragma: no cover - the monotonicity argument says never
+        v.status = "depends"
+        pess.assumption, opt.assumption = "if every unknown flag is off", "if every unknown flag is on"
+        v.cases = [opt, pess]
+        return v
+    # pessimistic fails, optimistic succeeds: it depends on what could not be read
+    v.status = "depends"
+    suspects = [(hs, f) for hs in _blockers(pess) for f in hs.unknown_flags()]
+    if q.port == 0 or not suspects:
+        suspects_needed: list[tuple[HostSocket, str]] = []
+    else:
+        suspects_needed = [(hs, f) for hs, f in suspects
+                           if not asker.ask(assume_all({(id(hs), f)}))[0].ok]
+    cond: list[tuple[HostSocket, str]] = []
+    if suspects_needed:
+        need = {(id(hs), f) for hs, f in suspects_needed}
+        only, _ = asker.ask(lambda hs, f: (id(hs), f) in need)
+        if only.ok:
+            cond = suspects_needed
+    if cond:
+        yes_case, _ = asker.ask(lambda hs, f: (id(hs), f) in {(id(h), g) for h, g in cond})
+        yes_case.assumption = "if " + _flags_text(cond)
+        pess.assumption = "if not (" + _flags_text(cond) + ")" if len(cond) > 1 else \
+            f"if {cond[0][0].label()} does not have {FLAG_NAMES[cond[0][1]]}"
+        v.deciding = cond
+        v.cases = [yes_case, pess]
+    else:
+        # no single set of flags is necessary and sufficient: say which kinds of flag suffice
+        kinds = []
+        for flag in ("reuseaddr", "reuseport", "v6only"):
+            sel = [(hs, f) for hs, f in suspects if f == flag]
+            if sel and asker.ask(lambda hs, f, flag=flag, s={(id(h), g) for h, g in sel}: (id(hs), f) in s)[0].ok:
+                kinds.append(sel)
+        if kinds:
+            best = kinds[0]
+            yes_case, _ = asker.ask(lambda hs, f, s={(id(h), g) for h, g in best}: (id(hs), f) in s)
+            yes_case.assumption = "if " + _flags_text(best)
+            v.deciding = [x for k in kinds for x in k]
+        else:
+            yes_case = opt
+            yes_case.assumption = "if every socket whose flags could not be read has them all set"
+            v.deciding = suspects or [x for x in unknown if (id(x[0]), x[1]) in unknown_set][:20]
+        pess.assumption = "if none of them has"
+        v.cases = [yes_case, pess]
+    return v

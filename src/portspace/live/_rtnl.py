@@ -1,0 +1,123 @@
+"""Devices and local addresses of the reader's network namespace (what ``ip link`` / ``ip addr``
+read), for loading into the model: bind() checks that an address is local (spec §3.1) and that
+a device exists (SO_BINDTODEVICE).
+
+Theory of operation
+-------------------
+Two ``NETLINK_ROUTE`` dumps: ``RTM_GETLINK`` answered by ``RTM_NEWLINK`` messages
+(``struct ifinfomsg`` + ``IFLA_IFNAME``) and ``RTM_GETADDR`` answered by ``RTM_NEWADDR``
+(``struct ifaddrmsg`` + ``IFA_LOCAL`` / ``IFA_ADDRESS`` / ``IFA_FLAGS``), from
+``include/uapi/linux/{rtnetlink,if_link,if_addr}.h``.
+
+An IPv4 address's own address is ``IFA_LOCAL`` (``IFA_ADDRESS`` is the peer on point-to-point
+links); IPv6 has only ``IFA_ADDRESS`` unless a peer is set.  IPv6 addresses that are still
+tentative (duplicate address detection running) or failed DAD cannot be bound yet
+(``ipv6_chk_addr_and_flags(..., IFA_F_TENTATIVE)``), so they are reported apart.
+
+Rule 1: :func:`decode_links` and :func:`decode_addrs` are pure; :func:`read` does the two dumps.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from . import _netlink
+from ..model._addr import AF_INET, AF_INET6
+
+__all__ = ["Link", "Addr", "Interfaces", "decode_links", "decode_addrs", "read"]
+
+RTM_NEWLINK, RTM_GETLINK = 16, 18
+RTM_NEWADDR, RTM_GETADDR = 20, 22
+IFLA_IFNAME = 3
+IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
+IFF_UP, IFF_LOOPBACK = 0x1, 0x8
+IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x08, 0x40
+
+_IFINFO = struct.Struct("=BxHiII")   # family, type, index, flags, change
+_IFADDR = struct.Struct("=BBBBi")    # family, prefixlen, flags, scope, index
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    ifindex: int
+    loopback: bool
+    up: bool
+
+
+@dataclass(frozen=True)
+class Addr:
+    family: int
+    addr: int
+    plen: int
+    ifindex: int
+    usable: bool = True   # False: tentative or failed duplicate address detection
+
+
+@dataclass
+class Interfaces:
+    links: list[Link] = field(default_factory=list)
+    addrs: list[Addr] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def decode_links(data: bytes | memoryview, out: Interfaces | None = None) -> Interfaces:
+    out = out if out is not None else Interfaces()
+    for mtype, _f, start, end in _netlink.iter_messages(data):
+        if mtype != RTM_NEWLINK:
+            continue
+        if end - start < _IFINFO.size:
+            out.errors.append("short ifinfomsg")
+            continue
+        _fam, _type, index, flags, _change = _IFINFO.unpack_from(data, start)
+        name = None
+        for atype, a0, a1 in _netlink.iter_attrs(data, start + _IFINFO.size, end):
+            if atype == IFLA_IFNAME:
+                name = bytes(data[a0:a1]).split(b"\0", 1)[0].decode("utf-8", "replace")
+        if not name:
+            out.errors.append(f"link {index} has no name")
+            continue
+        out.links.append(Link(name, index, bool(flags & IFF_LOOPBACK), bool(flags & IFF_UP)))
+    return out
+
+
+def decode_addrs(data: bytes | memoryview, out: Interfaces | None = None) -> Interfaces:
+    out = out if out is not None else Interfaces()
+    for mtype, _f, start, end in _netlink.iter_messages(data):
+        if mtype != RTM_NEWADDR:
+            continue
+        if end - start < _IFADDR.size:
+            out.errors.append("short ifaddrmsg")
+            continue
+        family, plen, flags, _scope, index = _IFADDR.unpack_from(data, start)
+        local = address = None
+        for atype, a0, a1 in _netlink.iter_attrs(data, start + _IFADDR.size, end):
+            if atype == IFA_LOCAL:
+                local = bytes(data[a0:a1])
+            elif atype == IFA_ADDRESS:
+                address = bytes(data[a0:a1])
+            elif atype == IFA_FLAGS and a1 - a0 >= 4:
+                flags = struct.unpack_from("=I", data, a0)[0]
+        raw = local if local is not None else address
+        want = 4 if family == AF_INET else 16 if family == AF_INET6 else 0
+        if raw is None or len(raw) != want:
+            out.errors.append(f"address of family {family} on ifindex {index} has no usable value")
+            continue
+        usable = not flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
+        out.addrs.append(Addr(family, int.from_bytes(raw, "big"), plen, index, usable))
+    return out
+
+
+def read() -> Interfaces:
+    """Dump the links and addresses of the reader's namespace.
+
+    Raises:
+        OSError: NETLINK_ROUTE cannot be used (the caller notes that local-address checks
+            then see only the model's defaults).
+    """
+    out = Interfaces()
+    for chunk in _netlink.dump(_netlink.NETLINK_ROUTE, _netlink.pack_request(RTM_GETLINK, _IFINFO.pack(0, 0, 0, 0, 0))):
+        decode_links(chunk, out)
+    for chunk in _netlink.dump(_netlink.NETLINK_ROUTE, _netlink.pack_request(RTM_GETADDR, _IFADDR.pack(0, 0, 0, 0, 0))):
+        decode_addrs(chunk, out)
+    return out

@@ -1,0 +1,417 @@
+"""A snapshot of the host's port state, and its loading into a model namespace.
+
+Theory of operation
+-------------------
+:func:`take` reads, in this order and only by reading:
+
+1. the socket table of the reader's network namespace -- sock_diag (:mod:`._sockdiag`), or
+   /proc/net (:mod:`._procnet`) when sock_diag is unavailable or ``source="procnet"``;
+2. devices and local addresses (:mod:`._rtnl`) and the port manager's sysctls (:mod:`._procfs`);
+3. the processes holding each socket (one walk of ``/proc/<pid>/fd``, :mod:`._procfs`);
+4. the SO_REUSEADDR / SO_REUSEPORT flags of held sockets, by borrowing one holder's fd
+   (:mod:`._pidfd`) -- when permitted.
+
+Everything that could not be seen is written down in ``Snapshot.notes`` in plain words, and
+every flag that could not be read stays ``None``: *unknown, never guessed*.  A TIME_WAIT
+remnant's flags are always unknown (it has no fd); so is IPV6_V6ONLY of a ``[::]`` socket read
+from /proc/net.
+
+:func:`load` turns a snapshot into a :class:`portspace.Namespace`: sysctls, devices and
+addresses through the namespace's own calls, then every port-holding socket through
+``NetNS.adopt`` (facts, not requests: no conflict check).  Unknown flags are replaced by one
+*assumption* chosen by the caller (:mod:`._query` loads the snapshot under several to find out
+whether an unknown decides the answer).  It returns the namespace and ``model fd -> HostSocket``
+so explanations can name host sockets.
+
+Kernel facts used here:
+
+* request sockets (SYN_RECV) are not owners of a bind bucket (they live in ehash only), so they
+  are listed but not loaded;
+* an AF_INET6 socket bound to a specific non-mapped address has the ``LOOPBACK4_IPV6`` sentinel
+  as IPv4 receive address and is v6only in effect (spec §2.1); one bound to ``::ffff:A`` has
+  receive address A and cannot be v6only;
+* the sysctls are written in an order the model's validation accepts whatever the host values
+  (``ip_unprivileged_port_start`` first to 0, then the range, then its real value).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from . import _procfs, _procnet, _rtnl, _sockdiag
+from ._pidfd import FlagReader
+from ._rows import SockRow, TCP_NEW_SYN_RECV, endpoint_text
+from ..model._addr import AF_INET, AF_INET6, LOOPBACK4_IPV6, v6_is_mapped
+from ..model._rules import SYN_RECV
+
+__all__ = ["Holder", "HostSocket", "Snapshot", "take", "load", "FLAGS"]
+
+FLAGS = ("reuseaddr", "reuseport", "v6only")
+FLAG_NAMES = {"reuseaddr": "SO_REUSEADDR", "reuseport": "SO_REUSEPORT", "v6only": "IPV6_V6ONLY"}
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A process holding a socket: pid, the fd number in that process, its command line."""
+
+    pid: int
+    fd: int
+    command: str | None
+
+
+@dataclass
+class HostSocket:
+    """A socket of the host (or a TIME_WAIT remnant) with what is known about it."""
+
+    row: SockRow
+    holders: list[Holder] = field(default_factory=list)
+    reuseaddr: bool | None = None
+    reuseport: bool | None = None
+    flags_note: str | None = None     # why the reuse flags are unknown
+    device: str | None = None         # name of the bound device (row.ifindex)
+
+    @property
+    def v6only(self) -> bool | None:
+        """IPV6_V6ONLY: reported by sock_diag for listening/bound AF_INET6 sockets; forced (and
+        so known) for a specific non-mapped IPv6 address; never set for an IPv4 or mapped one."""
+        r = self.row
+        if r.family == AF_INET:
+            return False
+        if r.v6only is not None:
+            return r.v6only
+        if r.laddr == 0:
+            return None
+        return not v6_is_mapped(r.laddr)
+
+    def unknown_flags(self) -> list[str]:
+        """The flags of this socket that matter to the port manager and could not be read."""
+        out = [f for f in ("reuseaddr", "reuseport") if getattr(self, f) is None]
+        if self.v6only is None:
+            out.append("v6only")
+        return out
+
+    @property
+    def local(self) -> str:
+        r = self.row
+        return endpoint_text(r.family, r.laddr, r.lport, self.device)
+
+    @property
+    def peer(self) -> str:
+        r = self.row
+        return endpoint_text(r.family, r.raddr, r.rport, self.device) if r.rport else "*"
+
+    @property
+    def pids(self) -> list[int]:
+        out: list[int] = []
+        for h in self.holders:
+            if h.pid not in out:
+                out.append(h.pid)
+        return out
+
+    def flags_text(self, unknown: str = "?") -> str:
+        """``SO_REUSEADDR,SO_REUSEPORT,IPV6_V6ONLY,dev=eth0``; an unknown flag is followed by
+        ``unknown`` (``SO_REUSEADDR?``); ``-`` when none is set."""
+        parts = []
+        for f in ("reuseaddr", "reuseport", "v6only"):
+            if f == "v6only" and self.row.family == AF_INET:
+                continue
+            v = self.v6only if f == "v6only" else getattr(self, f)
+            if v is None:
+                parts.append(FLAG_NAMES[f] + unknown)
+            elif v:
+                parts.append(FLAG_NAMES[f])
+        if self.device:
+            parts.append(f"dev={self.device}")
+        elif self.row.ifindex:
+            parts.append(f"ifindex={self.row.ifindex}")
+        return ",".join(parts) if parts else "-"
+
+    def label(self) -> str:
+        """A short name for explanations: who holds it, or what it is."""
+        r = self.row
+        if r.tw:
+            return f"the {r.state_text} remnant {self.local}->{self.peer}"
+        if self.holders:
+            h = self.holders[0]
+            cmd = f" ({_short(h.command)})" if h.command else ""
+            more = f" and {len(self.pids) - 1} more processes" if len(self.pids) > 1 else ""
+            return f"pid {h.pid}{cmd} fd {h.fd}{more}"
+        return f"socket inode {r.inode} (holder not visible)"
+
+    def describe(self) -> str:
+        """Label, then in brackets protocol, addresses, state, uid and flags."""
+        r = self.row
+        fam = "6" if r.family == AF_INET6 else ""
+        flags = self.flags_text(" unknown").replace(",", ", ")
+        flags = "no options" if flags == "-" else flags
+        if r.tw:
+            left = f", {r.expires_ms / 1000:.0f} s left" if r.expires_ms is not None else ""
+            return f"{self.label()} [{r.proto.upper()}{fam}, no process{left}, {flags}]"
+        ends = self.local if not r.rport else f"{self.local}->{self.peer}"
+        return f"{self.label()} [{r.proto.upper()}{fam} {ends} {r.state_text}, uid {r.uid}, {flags}]"
+
+    def as_dict(self) -> dict:
+        r = self.row
+        return {
+            "proto": r.proto, "family": "inet6" if r.family == AF_INET6 else "inet",
+            "state": r.state_text, "local": self.local, "peer": self.peer,
+            "local_address": self.local.rsplit(":", 1)[0].strip("[]"), "local_port": r.lport,
+            "peer_port": r.rport, "uid": None if r.tw else r.uid, "inode": r.inode or None,
+            "time_wait": r.tw, "timer_ms": r.expires_ms,
+            "device": self.device, "ifindex": r.ifindex or None,
+            "reuseaddr": self.reuseaddr, "reuseport": self.reuseport, "v6only": self.v6only,
+            "flags_unknown_because": self.flags_note,
+            "processes": [{"pid": h.pid, "fd": h.fd, "command": h.command} for h in self.holders],
+        }
+
+
+def _short(cmd: str | None, n: int = 40) -> str:
+    if not cmd:
+        return "?"
+    return cmd if len(cmd) <= n else cmd[: n - 1] + "…"
+
+
+@dataclass
+class Snapshot:
+    """What :func:`take` read (see the module header)."""
+
+    sockets: list[HostSocket]
+    source: str                               # "sock_diag" or "/proc/net"
+    sysctls: dict[str, str]
+    links: list[_rtnl.Link]
+    addrs: list[_rtnl.Addr]
+    notes: list[str]
+    protos: tuple[str, ...]
+    ports: tuple[int, int] | None             # the local-port window read (None: all)
+    euid: int
+    caps: int | None                          # the reader's effective capabilities
+    scanned: int = 0                          # processes whose fds were read
+    denied: list[int] = field(default_factory=list)
+
+    @property
+    def sees_bound_only(self) -> bool:
+        return self.source == "sock_diag"
+
+    def port_range(self) -> tuple[int, int]:
+        return _procfs.parse_port_range(self.sysctls.get("net.ipv4.ip_local_port_range", "")) or (32768, 60999)
+
+    def reserved(self) -> frozenset[int]:
+        return _procfs.parse_reserved_ports(self.sysctls.get("net.ipv4.ip_local_reserved_ports", "")) or frozenset()
+
+
+FlagPolicy = Callable[[SockRow], bool]
+
+
+def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None = None, *,
+         root: str = "/proc", source: str = "auto", processes: bool = True,
+         read_flags: bool | FlagPolicy = True) -> Snapshot:
+    """Read the host (see the module header).
+
+    Args:
+        protos: "tcp" and/or "udp".
+        ports: only sockets whose local port is in this inclusive window (kernel-side filter
+            with sock_diag; filtered after parsing with /proc/net).
+        root: the procfs root (``/proc``; tests point it elsewhere).
+        source: "auto" (sock_diag, else /proc/net), "sock_diag" or "procnet".
+        processes: attribute sockets to processes (walks /proc/*/fd).
+        read_flags: read SO_REUSEADDR/SO_REUSEPORT of held sockets (all, none, or those for
+            which the predicate on the row is true).
+    """
+    protos = tuple(protos)
+    notes: list[str] = []
+    rows: list[SockRow] = []
+    used = source
+    if source in ("auto", "sock_diag"):
+        try:
+            dec = _sockdiag.dump(protos, ports=ports)
+            rows = dec.rows
+            notes.extend(f"sock_diag: {e}" for e in dec.errors[:5])
+            used = "sock_diag"
+        except OSError as e:
+            if source == "sock_diag":
+                raise
+            notes.append(f"sock_diag is unavailable ({e.strerror or e}); read /proc/net instead")
+            used = "procnet"
+    if used == "procnet":
+        parsed = _procnet.read(root, protos)
+        rows = parsed.rows
+        if ports is not None:
+            rows = [r for r in rows if ports[0] <= r.lport <= ports[1]]
+        notes.extend(parsed.errors[:5])
+        if len(parsed.errors) > 5:
+            notes.append(f"... and {len(parsed.errors) - 5} more unreadable lines")
+        if "tcp" in protos:
+            notes.append("/proc/net cannot show TCP sockets that are bound but neither listening nor "
+                         "connected; they block bind() and are missing here")
+        notes.append("/proc/net shows neither bound devices nor IPV6_V6ONLY")
+    # devices and addresses
+    try:
+        ifs = _rtnl.read()
+        links, addrs = ifs.links, ifs.addrs
+        notes.extend(f"rtnetlink: {e}" for e in ifs.errors[:3])
+    except OSError as e:
+        links, addrs = [], []
+        notes.append(f"devices and addresses are unreadable ({e.strerror or e}); only lo's are known")
+    by_index = {link.ifindex: link.name for link in links}
+    sysctls = _procfs.read_sysctls(root)
+    missing = [n for n in ("net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start")
+               if n not in sysctls]
+    if missing:
+        notes.append("unreadable sysctls (model defaults used): " + ", ".join(missing))
+    socks = [HostSocket(r, device=by_index.get(r.ifindex) if r.ifindex else None) for r in rows]
+    snap = Snapshot(socks, "sock_diag" if used == "sock_diag" else "/proc/net", sysctls, links, addrs, notes,
+                    protos, ports, os.geteuid(), _procfs.caller_capabilities(root))
+    if processes:
+        _attribute(snap, root)
+    else:
+        for hs in socks:
+            if not hs.row.tw:
+                hs.flags_note = "processes were not scanned"
+    if processes and read_flags:
+        _read_flags(snap, read_flags)
+    for hs in socks:
+        if hs.row.tw:
+            hs.flags_note = "a TIME_WAIT remnant has no fd: its flags cannot be read"
+    return snap
+
+
+def _attribute(snap: Snapshot, root: str) -> None:
+    wanted = {hs.row.inode for hs in snap.sockets if hs.row.inode}
+    holders = _procfs.scan_holders(root, wanted if len(wanted) < 4096 else None)
+    snap.scanned = holders.scanned
+    snap.denied = holders.denied
+    commands: dict[int, str | None] = {}
+    unattributed = 0
+    for hs in snap.sockets:
+        if not hs.row.inode:
+            continue
+        found = holders.by_inode.get(hs.row.inode)
+        if not found:
+            unattributed += 1
+            hs.flags_note = "no visible process holds it"
+            continue
+        for pid, fd in found:
+            if pid not in commands:
+                commands[pid] = _procfs.command_of(pid, root)
+            hs.holders.append(Holder(pid, fd, commands[pid]))
+    if holders.denied:
+        who = "not root" if snap.euid != 0 else "denied"
+        snap.notes.append(f"could not read the fds of {len(holders.denied)} processes ({who}); "
+                          f"their sockets show no process and unknown flags")
+    if holders.vanished:
+        snap.notes.append(f"{holders.vanished} processes exited during the scan")
+    if unattributed:
+        snap.notes.append(f"{unattributed} sockets have no visible holder (another user's process, "
+                          "a process in another pid namespace, or one that just exited)")
+
+
+def _read_flags(snap: Snapshot, policy: bool | FlagPolicy) -> None:
+    with FlagReader() as reader:
+        failures: dict[str, int] = {}
+        for hs in snap.sockets:
+            if not hs.holders or (policy is not True and not policy(hs.row)):  # type: ignore[operator]
+                if hs.holders:
+                    hs.flags_note = "not read"
+                continue
+            why = None
+            for h in hs.holders:
+                ra, rp, why = reader.read(h.pid, h.fd, hs.row.inode)
+                if why is None:
+                    hs.reuseaddr, hs.reuseport, hs.flags_note = ra, rp, None
+                    break
+            if why is not None:
+                hs.flags_note = why
+                failures[why.split(" pid ")[0]] = failures.get(why.split(" pid ")[0], 0) + 1
+        for why, n in failures.items():
+            snap.notes.append(f"SO_REUSEADDR/SO_REUSEPORT unknown for {n} sockets: {why}")
+
+
+# ------------------------------------------------------------------------------------------
+# loading into the model
+# ------------------------------------------------------------------------------------------
+
+Assume = Callable[[HostSocket, str], bool]
+"""``assume(socket, flag)``: the value to use for an unknown flag ("reuseaddr", "reuseport",
+"v6only")."""
+
+
+def never(_hs: HostSocket, _flag: str) -> bool:
+    return False
+
+
+def load(snap: Snapshot, proto: str, assume: Assume = never, *, unprivileged_start: int | None = None):
+    """Build a model :class:`portspace.Namespace` holding the snapshot's ``proto`` sockets.
+
+    Returns ``(ns, fd_map, notes)``: ``fd_map`` maps each adopted socket's model fd to its
+    HostSocket; ``notes`` says what could not be loaded.  ``unprivileged_start`` overrides
+    ``ip_unprivileged_port_start`` (used to give a non-root caller its CAP_NET_BIND_SERVICE).
+    """
+    import portspace
+    ns = portspace.Namespace(seed=0)
+    kernel = ns._kernel
+    notes: list[str] = []
+    _load_sysctls(ns, snap, notes, unprivileged_start)
+    # devices (lo is ifindex 1 in every namespace, already present)
+    for link in snap.links:
+        if link.ifindex == 1 and link.name == "lo":
+            continue
+        try:
+            kernel.add_device(link.name, ifindex=link.ifindex, loopback=link.loopback)
+        except OSError as e:
+            notes.append(f"device {link.name} (ifindex {link.ifindex}) not loaded: {e.strerror}")
+    names = {link.ifindex: link.name for link in snap.links}
+    names.setdefault(1, "lo")
+    default = {(AF_INET, 0x7F000001, 8, 1), (AF_INET6, 1, 128, 1)}
+    for a in snap.addrs:
+        if (a.family, a.addr, a.plen, a.ifindex) in default or not a.usable:
+            continue
+        dev = names.get(a.ifindex)
+        if dev is None or dev not in kernel.devices:
+            continue
+        try:
+            if a.family == AF_INET:
+                kernel.add_address_v4(a.addr, a.plen, dev)
+            else:
+                kernel.add_address_v6(a.addr, a.plen, dev)
+        except OSError:
+            pass  # the same address twice (e.g. 127.0.0.1 on lo): already there
+    fd_map: dict[int, HostSocket] = {}
+    for hs in snap.sockets:
+        r = hs.row
+        if r.proto != proto or r.state in (SYN_RECV, TCP_NEW_SYN_RECV) or not r.lport:
+            continue
+        if r.family == AF_INET:
+            rcv, v6 = r.laddr, 0
+        elif v6_is_mapped(r.laddr):
+            rcv, v6 = r.laddr & 0xFFFFFFFF, r.laddr
+        else:
+            rcv, v6 = (0 if r.laddr == 0 else LOOPBACK4_IPV6), r.laddr
+        v6only = hs.v6only
+        if v6only is None:
+            v6only = assume(hs, "v6only")
+        ra = hs.reuseaddr if hs.reuseaddr is not None else assume(hs, "reuseaddr")
+        rp = hs.reuseport if hs.reuseport is not None else assume(hs, "reuseport")
+        sk = kernel.adopt(tcp=proto == "tcp", family=r.family, rcv_saddr=rcv, v6_rcv_saddr=v6, port=r.lport,
+                          v6only=bool(v6only) and r.family == AF_INET6, bound_dev=r.ifindex, uid=r.uid,
+                          reuseaddr=ra, reuseport=rp, state=r.state, is_tw=r.tw)
+        fd_map[sk.fd] = hs
+    return ns, fd_map, notes
+
+
+def _load_sysctls(ns, snap: Snapshot, notes: list[str], unprivileged_start: int | None) -> None:
+    s = snap.sysctls
+    order = ["net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start"]
+    if "net.ipv4.ip_unprivileged_port_start" in s or unprivileged_start is not None:
+        ns.sysctl("net.ipv4.ip_unprivileged_port_start", 0)
+    for name in order + [n for n in _procfs.SYSCTLS if n not in order]:
+        text = s.get(name)
+        if name == "net.ipv4.ip_unprivileged_port_start" and unprivileged_start is not None:
+            text = str(unprivileged_start)
+        if text is None:
+            continue
+        try:
+            ns.sysctl(name, text)
+        except (OSError, NotImplementedError) as e:
+            notes.append(f"sysctl {name}={text!r} not loaded: {e}")
+
