@@ -90,8 +90,10 @@ def _device(text: str) -> str:
     return text
 
 
-def add_parsers(sub: Any) -> None:
-    """Register ``ls``, ``explain`` and ``ports`` on the main parser's subparsers."""
+def add_parsers(sub: Any, parent: argparse.ArgumentParser | None = None) -> None:
+    """Register ``ls``, ``explain`` and ``ports`` on the main parser's subparsers (and make
+    argument errors one line, on ``parent`` too when given: an unknown option is reported by
+    the main parser)."""
     fmt = argparse.RawDescriptionHelpFormatter
     ls = sub.add_parser("ls", help="every socket on this host that holds a port, with its processes",
                         description="List every TCP and UDP socket of this network namespace that holds "
@@ -133,7 +135,7 @@ def add_parsers(sub: Any) -> None:
                                     "EADDRNOTAVAIL, and fixed listening ports inside the ephemeral range.",
                         epilog=PORTS_EPILOG, formatter_class=fmt)
     _common(po)
-    for p in (ls, ex, po):
+    for p in (ls, ex, po) + ((parent,) if parent is not None else ()):
         p.error = _one_line_error(p)  # type: ignore[method-assign]
 
 
@@ -199,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _procs_text(hs: Any) -> str:
+    from portspace.live import comm_of
     if hs.row.tw:
         return "-"
     if not hs.holders:
@@ -207,15 +210,8 @@ def _procs_text(hs: Any) -> str:
     names: dict[int, str] = {}
     for h in hs.holders:
         seen.setdefault(h.pid, []).append(h.fd)
-        names[h.pid] = _comm(h.command)
+        names[h.pid] = comm_of(h.command)
     return ",".join(f"{pid}/{names[pid]} fd {'+'.join(map(str, fds))}" for pid, fds in seen.items())
-
-
-def _comm(command: str | None) -> str:
-    if not command:
-        return "?"
-    first = command.split(" ", 1)[0]
-    return first.rsplit("/", 1)[-1] or first
 
 
 def _ls_flags(hs: Any) -> str:

@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           epilog="example: portspace demo --json", formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--json", action="store_true", help="machine-readable output")
     demo.add_argument("--seed", type=int, default=0, help="RNG seed of the model namespace (default 0)")
-    _live.add_parsers(sub)
+    _live.add_parsers(sub, parser)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

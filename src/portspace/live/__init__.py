@@ -5,7 +5,7 @@ loaded into the model to explain binds (:mod:`._query`) and port use (:mod:`._po
 from ._kernel import KernelNamespace, KernelSocket, Unavailable, probe
 from ._ports import PortsReport, report as ports_report
 from ._query import Question, Verdict, explain, parse_endpoint, window_for
-from ._snapshot import HostSocket, Snapshot, take as snapshot
+from ._snapshot import HostSocket, Snapshot, comm_of, take as snapshot
 
 __all__ = ["KernelNamespace", "KernelSocket", "Unavailable", "probe", "snapshot", "Snapshot", "HostSocket",
-           "Question", "Verdict", "explain", "parse_endpoint", "window_for", "ports_report", "PortsReport"]
+           "Question", "Verdict", "explain", "parse_endpoint", "window_for", "ports_report", "PortsReport", "comm_of"]

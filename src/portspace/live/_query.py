@@ -36,7 +36,7 @@ from typing import Any
 
 from ._procfs import CAP_NET_BIND_SERVICE
 from ._snapshot import FLAG_NAMES, HostSocket, Snapshot, load, never
-from ..model._addr import AF_INET, AF_INET6
+from ..model._addr import AF_INET, AF_INET6, format_ipv6
 
 __all__ = ["Question", "Verdict", "Case", "HostReason", "explain", "parse_endpoint", "window_for",
            "NEARBY_PORTS"]
@@ -86,7 +86,8 @@ def parse_endpoint(text: str) -> tuple[int, str, int]:
         raise ValueError(f"{text!r}: write an IPv6 address as [ADDR]:PORT")
     if scope and family != AF_INET6:
         raise ValueError(f"{text!r}: a %scope applies to IPv6 addresses only")
-    return family, (str(ip) + ("%" + scope if scope else "")), int(port_text)
+    canonical = format_ipv6(int(ip)) if family == AF_INET6 else str(ip)
+    return family, canonical + ("%" + scope if scope else ""), int(port_text)
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,7 @@ class HostSocket:
             return f"the {r.state_text} remnant {self.local}->{self.peer}"
         if self.holders:
             h = self.holders[0]
-            cmd = f" ({_short(h.command)})" if h.command else ""
+            cmd = f" ({comm_of(h.command)})" if h.command else ""
             more = f" and {len(self.pids) - 1} more processes" if len(self.pids) > 1 else ""
             return f"pid {h.pid}{cmd} fd {h.fd}{more}"
         return f"socket inode {r.inode} (holder not visible)"
@@ -166,10 +166,13 @@ class HostSocket:
         }
 
 
-def _short(cmd: str | None, n: int = 40) -> str:
-    if not cmd:
+def comm_of(command: str | None) -> str:
+    """The program name of a command line, as ss and netstat show it: ``/usr/bin/python3 -m x``
+    -> ``python3``; ``nginx: worker process`` -> ``nginx:``; ``[kthreadd]`` stays."""
+    if not command:
         return "?"
-    return cmd if len(cmd) <= n else cmd[: n - 1] + "…"
+    first = command.split(" ", 1)[0]
+    return first.rsplit("/", 1)[-1] or first
 
 
 @dataclass

@@ -1,0 +1,174 @@
+"""The ``ls``, ``explain`` and ``ports`` commands on a synthetic snapshot (no I/O): tables, JSON,
+exit codes, one-line errors, NO_COLOR."""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+import portspace.live
+from portspace.cli import main
+from portspace.cli._live import _Style
+
+from .offline import standard
+
+
+@pytest.fixture(autouse=True)
+def fake_host(monkeypatch):
+    calls = []
+
+    def snapshot(protos=("tcp", "udp"), ports=None, **kw):
+        calls.append((tuple(protos), ports, kw))
+        snap = standard()
+        snap.sockets = [hs for hs in snap.sockets if hs.row.proto in protos
+                        and (ports is None or ports[0] <= hs.row.lport <= ports[1])]
+        snap.notes.append("a note about what could not be seen")
+        return snap
+    monkeypatch.setattr(portspace.live, "snapshot", snapshot)
+    return calls
+
+
+def test_ls_table(capsys):
+    assert main(["ls"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].split() == ["PROTO", "STATE", "LOCAL", "PEER", "UID", "FLAGS", "TW-LEFT", "PROCESS"]
+    assert len(lines) == 1 + 8
+    tw = next(x for x in lines if "TIME_WAIT" in x)
+    assert "127.0.0.1:41000" in tw and "reuseaddr?,reuseport?" in tw and "42.0s" in tw
+    assert any("BOUND" in x and "100/server fd 4" in x for x in lines)
+    assert any("udp" in x and " 1000 " in x and "200/dnsd fd 5" in x for x in lines)
+    assert "v6only?" in next(x for x in lines if ":7100" in x)
+    assert "\033[" not in out                                     # not a terminal: no colour
+    assert err == "portspace: note: a note about what could not be seen\n"
+
+
+def test_ls_filters_and_json(capsys, fake_host):
+    assert main(["ls", "--udp", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s["local"] for s in data["sockets"]] == ["0.0.0.0:6000"]
+    assert data["sockets"][0]["processes"] == [{"pid": 200, "fd": 5, "command": "dnsd"}]
+    assert fake_host[-1][:2] == (("udp",), None)
+    assert main(["ls", "--tcp", "--port", "7000", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["sockets"]) == 3 and {s["reuseport"] for s in data["sockets"]} == {True}
+    assert fake_host[-1][:2] == (("tcp",), (7000, 7000))             # filtered by the kernel
+    assert main(["ls", "--pid", "301", "--json"]) == 0
+    assert [s["processes"][0]["pid"] for s in json.loads(capsys.readouterr().out)["sockets"]] == [301]
+    assert main(["ls", "--json"]) == 0
+    tw = next(s for s in json.loads(capsys.readouterr().out)["sockets"] if s["time_wait"])
+    assert tw["processes"] == [] and tw["uid"] is None and tw["timer_ms"] == 42000 and tw["reuseaddr"] is None
+
+
+@pytest.mark.parametrize("argv, code, first_line", [
+    pytest.param(["explain", "tcp", "127.0.0.2:5000"], 0, "would succeed", id="ok: 0"),
+    pytest.param(["explain", "tcp", "127.0.0.1:5000"], 1, "would fail with EADDRINUSE", id="fail: 1"),
+    pytest.param(["explain", "tcp", "127.0.0.1:41000", "--reuseaddr"], 3, "depends on flags", id="depends: 3"),
+    pytest.param(["explain", "udp", "127.0.0.1:6000", "--reuseport", "--uid", "1000"], 1, "would fail",
+                 id="udp as another uid"),
+    pytest.param(["explain", "tcp", "127.0.0.1:5000", "--device", "nosuch"], 1, "ENODEV at setsockopt()",
+                 id="no such device: 1"),
+])
+def test_explain_exit_codes(capsys, argv, code, first_line):
+    assert main(argv) == code
+    out = capsys.readouterr().out
+    assert first_line in out.splitlines()[0]
+
+
+def test_explain_text_names_blocker_and_fixes(capsys):
+    main(["explain", "tcp", "127.0.0.1:5000"])
+    out = capsys.readouterr().out
+    assert "pid 100 (server) fd 3 [TCP 127.0.0.1:5000 LISTEN, uid 0, SO_REUSEADDR]" in out
+    assert "held by pid 100 fd 3: server --port" in out
+    assert "would succeed if:" in out and "port 5001" in out
+
+
+def test_explain_depends_shows_both_cases(capsys):
+    assert main(["explain", "tcp", "127.0.0.1:41000", "--reuseaddr"]) == 3
+    out = capsys.readouterr().out
+    assert "SO_REUSEADDR unknown (a TIME_WAIT remnant has no fd" in out
+    assert "case 1, if the TIME_WAIT remnant 127.0.0.1:41000->127.0.0.1:5000 has SO_REUSEADDR: would succeed" in out
+    assert "case 2, if the TIME_WAIT remnant 127.0.0.1:41000->127.0.0.1:5000 does not have SO_REUSEADDR: " \
+           "would fail with EADDRINUSE" in out
+
+
+def test_explain_json(capsys, fake_host):
+    assert main(["explain", "tcp", "127.0.0.1:41000", "--reuseaddr", "--json"]) == 3
+    d = json.loads(capsys.readouterr().out)
+    assert d["verdict"] == "depends" and d["exit_code"] == 3
+    assert [c["ok"] for c in d["cases"]] == [True, False]
+    assert d["deciding_unknowns"][0]["flag"] == "SO_REUSEADDR"
+    assert d["question"]["port"] == 41000 and d["notes"]
+    assert fake_host[-1][:2] == (("tcp",), (41000, 41256))          # only the ports that matter are read
+
+
+@pytest.mark.parametrize("argv, message", [
+    pytest.param(["explain", "tcp", "1.2.3.4:99999"], "the port must be a number", id="port out of range"),
+    pytest.param(["explain", "tcp", "localhost:80"], "not a numeric IP address", id="a name"),
+    pytest.param(["explain", "sctp", "1.2.3.4:80"], "unknown protocol 'sctp'", id="protocol"),
+    pytest.param(["explain", "connect", "1.2.3.4:80"], "connect() is not modelled yet", id="connect"),
+    pytest.param(["explain", "udp", "1.2.3.4:80", "--listen"], "--listen applies to TCP only", id="udp listen"),
+    pytest.param(["explain", "tcp", "1.2.3.4:80", "--v6only"], "--v6only applies to IPv6", id="v6only on v4"),
+])
+def test_explain_bad_arguments_one_line(capsys, argv, message):
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and message in err and err.startswith("portspace explain: error:")
+
+
+@pytest.mark.parametrize("argv, message", [
+    pytest.param(["explain", "tcp"], "the following arguments are required", id="missing address"),
+    pytest.param(["explain", "tcp", "1.2.3.4:80", "--uid", "root"], "invalid uid", id="uid not a number"),
+    pytest.param(["explain", "tcp", "1.2.3.4:80", "--device", "a" * 16], "invalid device", id="device name"),
+    pytest.param(["ls", "--port", "70000"], "invalid port", id="ls port"),
+    pytest.param(["ls", "--tcp", "--udp"], "not allowed with", id="ls tcp and udp"),
+    pytest.param(["ls", "--pid", "x"], "invalid pid", id="ls pid"),
+    pytest.param(["ports", "--bogus"], "unrecognized arguments", id="ports unknown option"),
+])
+def test_argparse_errors_are_one_line(capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "--help" in err
+
+
+def test_help_has_examples(capsys):
+    for cmd in ("ls", "explain", "ports"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        assert "examples:" in capsys.readouterr().out
+
+
+def test_ports_text_and_json(capsys):
+    assert main(["ports"]) == 0
+    out = capsys.readouterr().out
+    assert "ephemeral range   32768-60999 (28232 ports" in out
+    assert "TCP connections per destination" in out and "127.0.0.1:5000" in out
+    assert main(["ports", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["ip_local_port_range"] == [32768, 60999] and d["tcp"]["time_wait"] == 1
+    assert d["destinations"][0]["destination"] == "127.0.0.1:5000"
+
+
+def test_demo_still_works(capsys):
+    assert main(["demo"]) == 0
+    assert "seed 000" in capsys.readouterr().out
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_no_color(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert _Style(_Tty()).on and _Style(_Tty())("x", "31") == "\033[31mx\033[0m"
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not _Style(_Tty()).on and _Style(_Tty())("x", "31") == "x"
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setenv("TERM", "dumb")
+    assert not _Style(_Tty()).on
+    assert not _Style(io.StringIO()).on
