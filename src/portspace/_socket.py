@@ -18,14 +18,19 @@ A scenario written for real sockets therefore runs unchanged on a model ``Namesp
 """
 from __future__ import annotations
 
+import errno
 import math
 import operator
+import os
 import socket as _stdsocket
 from typing import TYPE_CHECKING, Any
 
 from ._hostaddr import c_int, c_long, c_uint_nocheck, sockaddr
 from .model._addr import AF_INET, AF_INET6, format_ipv4, format_ipv6, v6_needs_scope
-from .model._errors import Cause, Op, Proto, refuse
+from .model._errors import Cause, Deadlock, Op, OutOfScope, Proto, refuse
+from .model._rules import CLOSE as _CLOSE
+from .model._rules import ESTABLISHED as _ESTABLISHED
+from .model._rules import SYN_SENT as _SYN_SENT
 
 if TYPE_CHECKING:
     from ._namespace import Namespace
@@ -104,7 +109,7 @@ def _default_timeout_ns() -> int:
 # Parsed-address cache: (family, address tuple) -> (addr, port, flowinfo, scope_id).  Only
 # plain (str, int[, int, int]) tuples without a "%scope" are cached, so the result cannot
 # depend on the namespace's devices; parsing errors are never cached.
-_PARSED: dict[tuple[int, Any], tuple[int, int, int, int]] = {}
+_PARSED: dict[tuple[int, str, Any], tuple[int, int, int, int]] = {}
 
 
 def _parse_and_cache(family: int, address: Any, caller: str, devices: Any) -> tuple[int, int, int, int]:
@@ -236,14 +241,29 @@ class Socket:
     def bind(self, *args: Any, **kwargs: Any) -> None:
         """``bind(address)``: ``(host, port)`` for AF_INET, ``(host, port[, flowinfo[,
         scope_id]])`` for AF_INET6."""
-        address = _one_arg("bind", args, kwargs)
-        ns = self._ns
-        addr, port, _flow, scope = sockaddr(self._family, address, "bind", ns._kernel.devices)
+        address = args[0] if len(args) == 1 and not kwargs else _one_arg("bind", args, kwargs)
+        kernel = self._ns._kernel
+        addr, port, _flow, scope = self._sockaddr(address, "bind")
         sk = self._live()
         if self._family == AF_INET:
-            ns._kernel.bind_v4(sk, addr, port)
+            kernel.bind_v4(sk, addr, port)
         else:
-            ns._kernel.bind_v6(sk, addr, port, scope)
+            kernel.bind_v6(sk, addr, port, scope)
+
+    def _sockaddr(self, address: Any, caller: str) -> tuple[int, int, int, int]:
+        """Parse an address tuple, through the cache of plain ones (see ``_PARSED``)."""
+        try:
+            parsed = _PARSED.get((self._family, caller, address))
+        except TypeError:  # unhashable: the parser reports it as CPython does
+            parsed = None
+        if parsed is None:
+            parsed = sockaddr(self._family, address, caller, self._ns._kernel.devices)
+            if (type(address) is tuple and address and type(address[0]) is str and "%" not in address[0]
+                    and all(type(x) is int for x in address[1:])):
+                if len(_PARSED) > 65536:
+                    _PARSED.clear()
+                _PARSED[(self._family, caller, address)] = parsed
+        return parsed
 
     def listen(self, *args: Any, **kwargs: Any) -> None:
         """``listen([backlog])``: a negative backlog is 0; the kernel caps it at somaxconn."""
@@ -266,9 +286,9 @@ class Socket:
     def _name(self) -> tuple:
         sk = self._live()
         if self._family == AF_INET:
-            return (format_ipv4(sk.rcv_saddr), sk.num)
+            return (format_ipv4(sk.rcv_saddr), sk.sport)
         scope = sk.bound_dev if v6_needs_scope(sk.v6_rcv_saddr) else 0
-        return (format_ipv6(sk.v6_rcv_saddr), sk.num, 0, scope)
+        return (format_ipv6(sk.v6_rcv_saddr), sk.sport, 0, scope)
 
     # -- blocking mode ---------------------------------------------------------------
     # As in CPython, the new timeout is stored before the (model) ioctl that fails with EBADF
@@ -293,39 +313,104 @@ class Socket:
         _no_args("gettimeout", args, kwargs)
         return None if self._timeout_ns < 0 else _seconds(self._timeout_ns)
 
-    # -- not yet modelled (the connect()/delivery issues) ------------------------------
+    # -- connect / accept / peers ----------------------------------------------------
+    def connect(self, *args: Any, **kwargs: Any) -> None:
+        """``connect(address)``.  On loopback the handshake completes inside the call, as on
+        Linux.  Non-blocking: ``BlockingIOError`` EINPROGRESS, then a second connect() succeeds
+        (or reports the refusal), a third gives EISCONN.  With a timeout, as CPython does it:
+        success, ``ConnectionRefusedError``, or ``TimeoutError('timed out')``."""
+        address = _one_arg("connect", args, kwargs)
+        self._connect(address, "connect")
+
+    def connect_ex(self, *args: Any, **kwargs: Any) -> int:
+        """``connect_ex(address)``: the errno instead of an exception (0 on success)."""
+        address = _one_arg("connect_ex", args, kwargs)
+        try:
+            self._connect(address, "connect_ex")
+        except TimeoutError:
+            return errno.EWOULDBLOCK
+        except OSError as e:
+            if e.errno is None or isinstance(e, _stdsocket.gaierror):
+                raise
+            return e.errno
+        return 0
+
+    def _connect(self, address: Any, caller: str) -> None:
+        kernel = self._ns._kernel
+        addr, port, _flow, scope = self._sockaddr(address, caller)
+        sk = self._live()
+        t = self._timeout_ns
+        outcome = kernel.connect(sk, addr, port, scope, nonblock=t >= 0)
+        if outcome == "done":
+            return
+        if t == 0:
+            raise refuse(Op.CONNECT, Proto.TCP, Cause.IN_PROGRESS)
+        # a timeout: CPython waits for writability, then reads SO_ERROR
+        if sk.state == _ESTABLISHED:
+            return
+        if sk.err:
+            code, sk.err = sk.err, 0
+            e = OSError(code, os.strerror(code))
+            raise e
+        raise TimeoutError("timed out")
+
+    def accept(self, *args: Any, **kwargs: Any) -> tuple["Socket", tuple]:
+        """``accept()`` -> ``(socket, address)``; the new socket has the listener's family, type
+        without SOCK_NONBLOCK, and the default timeout, as in CPython."""
+        _no_args("accept", args, kwargs)
+        kernel = self._ns._kernel
+        lsk = self._live()
+        child = kernel.accept(lsk)
+        if child is None:
+            if self._timeout_ns == 0:
+                raise refuse(Op.ACCEPT, Proto.TCP, Cause.WOULD_BLOCK)
+            if self._timeout_ns > 0:
+                raise TimeoutError("timed out")
+            raise Deadlock("a blocking accept() with no connection queued would wait forever: nothing else "
+                           "can connect while this single-threaded model waits (use a timeout or a "
+                           "non-blocking socket)")
+        s = Socket(self._ns, child, self._family, self._type & ~_NONBLOCK, self._proto)
+        return s, s._peer()
+
+    def getpeername(self, *args: Any, **kwargs: Any) -> tuple:
+        """``getpeername()``: ENOTCONN unless connected (a TCP socket in SYN_SENT or CLOSE is not)."""
+        _no_args("getpeername", args, kwargs)
+        sk = self._live()
+        if not sk.dport or (sk.tcp and sk.state in (_CLOSE, _SYN_SENT)):
+            raise refuse(Op.GETPEERNAME, Proto.TCP if sk.tcp else Proto.UDP, Cause.NOT_CONNECTED)
+        return self._peer()
+
+    def _peer(self) -> tuple:
+        sk = self._sk
+        if self._family == AF_INET:
+            return (format_ipv4(sk.daddr), sk.dport)
+        return (format_ipv6(sk.v6_daddr), sk.dport, 0, 0)
+
+    def disconnect(self) -> None:
+        """The kernel's ``connect(AF_UNSPEC)`` (the stdlib has no call for it): UDP forgets its
+        peer (and releases a port it did not bind explicitly); TCP aborts the connection."""
+        self._ns._kernel.disconnect(self._live())
+
+    # -- data: the delivery issue ----------------------------------------------------
     def _unmodelled(self, what: str) -> Any:
-        from .model._errors import OutOfScope
-        raise OutOfScope(f"{what} is not modelled yet (bind/listen/close only in this version)")
+        raise OutOfScope(f"{what} is not modelled yet (no data transfer in this version)")
 
-    def connect(self, address: Any, /) -> None:
-        self._unmodelled("connect()")
-
-    def connect_ex(self, address: Any, /) -> int:
-        return self._unmodelled("connect_ex()")
-
-    def accept(self) -> Any:
-        return self._unmodelled("accept()")
-
-    def send(self, data: Any, flags: int = 0, /) -> int:
+    def send(self, *args: Any, **kwargs: Any) -> int:
         return self._unmodelled("send()")
 
-    def sendall(self, data: Any, flags: int = 0, /) -> None:
+    def sendall(self, *args: Any, **kwargs: Any) -> None:
         self._unmodelled("sendall()")
 
-    def sendto(self, *args: Any) -> int:
+    def sendto(self, *args: Any, **kwargs: Any) -> int:
         return self._unmodelled("sendto()")
 
-    def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
+    def recv(self, *args: Any, **kwargs: Any) -> bytes:
         return self._unmodelled("recv()")
 
-    def recvfrom(self, bufsize: int, flags: int = 0, /) -> Any:
+    def recvfrom(self, *args: Any, **kwargs: Any) -> Any:
         return self._unmodelled("recvfrom()")
 
-    def shutdown(self, how: int, /) -> None:
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
         self._unmodelled("shutdown()")
-
-    def getpeername(self) -> Any:
-        return self._unmodelled("getpeername()")
 
     _ = AF_INET6

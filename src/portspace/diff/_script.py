@@ -14,8 +14,11 @@ A script is text, one step per line, with the expected outcome after ``->``::
 
 Socket kinds are ``tcp4 tcp6 udp4 udp6``; creation options ``reuseaddr reuseport v6only
 v6only=0 dev=NAME freebind nonblock no_port uid=N``.  Socket steps: ``bind HOST PORT [SCOPE]``,
-``listen [BACKLOG]``, ``close``, ``getsockname``, ``set OPTION VALUE`` (``reuseaddr``,
-``reuseport``, ``v6only``, ``dev``, ``freebind``), ``get OPTION``.  Namespace steps: ``ns addr
+``listen [BACKLOG]``, ``close``, ``getsockname``, ``name`` / ``peer`` (getsockname() /
+getpeername() as ``host:port`` with a default-range ephemeral port shown as ``eph``),
+``connect HOST PORT``, ``disconnect``, ``timeout SECONDS|none``, ``error`` (SO_ERROR),
+``set OPTION VALUE`` (``reuseaddr``, ``reuseport``, ``v6only``, ``dev``, ``freebind``,
+``broadcast``), ``get OPTION``; ``x = L accept`` accepts on L and names the new socket x.  Namespace steps: ``ns addr
 CIDR [DEV]``, ``ns device NAME``, ``ns sysctl NAME [VALUE]``.  A trailing ``as=UID`` runs the
 step as that uid.  Hosts may be written ``[::1]``.
 
@@ -43,6 +46,7 @@ OPTIONS = {
     "freebind": (socket.IPPROTO_IP, IP_FREEBIND),
     "no_port": (socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT),
     "dev": (socket.SOL_SOCKET, socket.SO_BINDTODEVICE),
+    "broadcast": (socket.SOL_SOCKET, socket.SO_BROADCAST),
 }
 
 
@@ -83,7 +87,10 @@ def parse(script: str) -> list[Step]:
             if w.startswith("as="):
                 uid = int(w[3:])
                 words.remove(w)
-        if len(words) >= 3 and words[1] == "=":
+        if len(words) >= 4 and words[1] == "=" and words[3] == "accept":
+            # "x = L accept": accept a connection on L, name the new socket x
+            target, op, args = words[2], "accept", (words[0],)
+        elif len(words) >= 3 and words[1] == "=":
             target, op, args = words[0], "socket", tuple(words[2:])
         else:
             target, op, args = words[0], words[1], tuple(words[2:])
@@ -198,6 +205,24 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                 return s.close()
             if st.op == "getsockname":
                 return s.getsockname()
+            if st.op == "name":
+                return _ephemeral_masked(s.getsockname())
+            if st.op == "peer":
+                return _ephemeral_masked(s.getpeername())
+            if st.op == "connect":
+                if s.family == socket.AF_INET6:
+                    return s.connect((_host(a[0]), int(a[1]), 0, int(a[2]) if len(a) > 2 else 0))
+                return s.connect((_host(a[0]), int(a[1])))
+            if st.op == "accept":
+                new, addr = s.accept()
+                socks[a[0]] = new
+                return _ephemeral_masked(addr)
+            if st.op == "disconnect":
+                return s.disconnect()
+            if st.op == "timeout":
+                return s.settimeout(None if a[0] == "none" else float(a[0]))
+            if st.op == "error":
+                return str(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
             if st.op == "port":
                 return str(s.getsockname()[1])
             if st.op == "set":
@@ -211,6 +236,14 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
             raise ValueError(f"unknown step {st.line!r}")
     text, err = outcome(call)
     return StepResult(st, text, err)
+
+
+def _ephemeral_masked(addr: tuple) -> str:
+    """An address with a port of the default ephemeral range shown as ``eph`` (the kernel's
+    choice there depends on its secret keys, so scripts compare it as a class)."""
+    host, port = addr[0], addr[1]
+    shown = "eph" if 32768 <= port <= 60999 else str(port)
+    return f"{host}:{shown}" if ":" not in host else f"[{host}]:{shown}"
 
 
 def failures(results: list[StepResult]) -> list[str]:

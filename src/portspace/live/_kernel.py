@@ -680,6 +680,18 @@ class _HandleRef:
         self.handle = handle
 
 
+def _disconnect(sock: socket.socket) -> None:
+    """``connect(fd, {AF_UNSPEC}, ...)``: the kernel's disconnect, which the stdlib cannot
+    express (it builds the sockaddr from the socket's own family).  Runs in the child."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    sa = bytes(28)  # sa_family = AF_UNSPEC (0); long enough for either family's address length
+    length = 16 if sock.family == socket.AF_INET else 28
+    if libc.connect(sock.fileno(), ctypes.c_char_p(sa), length) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
 class KernelSocket:
     """A proxy for a socket.socket living in a KernelNamespace's child.
 
@@ -717,6 +729,12 @@ class KernelSocket:
                 return -1
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         return self._ns._request("call", self, name, args, kwargs)
+
+    def disconnect(self) -> None:
+        """``connect(AF_UNSPEC)`` on the real socket (portspace's ``Socket.disconnect``)."""
+        if self._ns.closed:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        self._ns.run(_disconnect, self)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or not hasattr(socket.socket, name):

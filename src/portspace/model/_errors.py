@@ -81,6 +81,16 @@ class Cause(enum.Enum):
     NOT_PERMITTED = "operation not permitted"
     OPT_NOT_SUPPORTED = "the option's level is not supported by this socket's family"
     PROTO_NOT_SUPPORTED = "the protocol does not match the socket type"
+    NET_UNREACHABLE = "no route to the destination (or a TCP destination that is broadcast/multicast)"
+    IS_CONNECTED = "the socket is already connected (or listening)"
+    ALREADY_CONNECTING = "a previous connect() is still in progress"
+    IN_PROGRESS = "the connection is being established (non-blocking connect)"
+    TUPLE_IN_USE = "the 4-tuple (local address and port, remote address and port) is taken (spec §6.1)"
+    CONN_REFUSED = "nothing listens on the destination (the peer answered with a reset)"
+    CONN_ABORTED = "the connection attempt failed earlier and its error was already reported"
+    CONN_RESET = "the peer reset the connection"
+    BROADCAST_NEEDS_OPTION = "sending to a broadcast address needs SO_BROADCAST (spec §6.6)"
+    WOULD_BLOCK = "nothing is ready and the socket is non-blocking"
     FAULT = "the option buffer is not readable (NULL with a length)"
 
 
@@ -119,6 +129,16 @@ ERRNO_DEFAULT: Final[dict[Cause, int]] = {
     Cause.DEVICE_EXISTS: errno.EEXIST,
     Cause.NOT_PERMITTED: errno.EPERM,
     Cause.FAULT: errno.EFAULT,
+    Cause.NET_UNREACHABLE: errno.ENETUNREACH,
+    Cause.IS_CONNECTED: errno.EISCONN,
+    Cause.ALREADY_CONNECTING: errno.EALREADY,
+    Cause.IN_PROGRESS: errno.EINPROGRESS,
+    Cause.TUPLE_IN_USE: errno.EADDRNOTAVAIL,
+    Cause.CONN_REFUSED: errno.ECONNREFUSED,
+    Cause.CONN_ABORTED: errno.ECONNABORTED,
+    Cause.CONN_RESET: errno.ECONNRESET,
+    Cause.BROADCAST_NEEDS_OPTION: errno.EACCES,
+    Cause.WOULD_BLOCK: errno.EAGAIN,
     Cause.PROTO_NOT_SUPPORTED: errno.EPROTONOSUPPORT,
     Cause.OPT_NOT_SUPPORTED: errno.EOPNOTSUPP,
 }
@@ -161,3 +181,9 @@ def refuse(op: Op, proto: Proto, cause: Cause, reasons: Any = None, filename: st
 
 class OutOfScope(NotImplementedError):
     """A Linux feature portspace does not model (spec §9.6 and below).  The message names it."""
+
+
+class Deadlock(RuntimeError):
+    """A blocking call that could never complete in a single-threaded model (a blocking accept()
+    with nothing queued, a blocking connect() whose SYN is never answered): raised instead of
+    hanging, with the reason in the message."""

@@ -26,7 +26,8 @@ from ._addr import (AF_INET, AF_INET6, ANY, LOOPBACK4_IPV6, V4MAPPED_PREFIX, cov
                     v6_is_mapped, v6_is_multicast, v6_needs_scope)
 from ._env import Rng
 from ._errors import Cause, Op, OutOfScope, Proto, refuse
-from ._rules import CLOSE, LISTEN
+from ._rules import CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN, STATE_NAMES, TIME_WAIT
+from ._connect import ConnectOps
 from ._explain import LazyReasons
 from ._sock import Bind2Bucket, BindBucket, ReuseportGroup, Sock, chain_key, snapshot
 from ._sysctl import RANGE, SysctlError, Sysctls
@@ -82,12 +83,14 @@ class Device:
 
 
 class Route:
-    """An entry of the IPv4 local routing table (only what bind() consults)."""
+    """An entry of the IPv4 local routing table: prefix, type, device and preferred source
+    (``fib_magic`` gives every route of an address the *primary* address of its subnet as
+    source, so 127.0.0.2 added to lo still has source 127.0.0.1) [V ip route show table local]."""
 
-    __slots__ = ("prefix", "plen", "kind", "ifindex")
+    __slots__ = ("prefix", "plen", "kind", "ifindex", "prefsrc")
 
-    def __init__(self, prefix: int, plen: int, kind: str, ifindex: int) -> None:
-        self.prefix, self.plen, self.kind, self.ifindex = prefix, plen, kind, ifindex
+    def __init__(self, prefix: int, plen: int, kind: str, ifindex: int, prefsrc: int = 0) -> None:
+        self.prefix, self.plen, self.kind, self.ifindex, self.prefsrc = prefix, plen, kind, ifindex, prefsrc
 
 
 def _mask(plen: int) -> int:
@@ -106,12 +109,22 @@ class Refusal:
         self.owners, self.detail, self.ns, self.extra = owners, detail, ns, extra
 
 
-class NetNS:
+class NetNS(ConnectOps):
     """The state of one network namespace (spec §1): devices and addresses, sysctls, sockets
     and the TCP/UDP port tables.  See the module header for the rules of this class."""
 
-    def __init__(self, rng: Rng, udp_table_size: int = 16384) -> None:
+    def __init__(self, rng: Rng, udp_table_size: int = 16384, hash_key: bytes = b"portspace",
+                 clock: Any = None) -> None:
         self.rng = rng
+        self.hash_key = hash_key[:64]
+        self.clock = clock            # None: the namespace's own virtual time (self.now)
+        self.now = 0.0
+        self.table_perturb: dict[int, int] = {}
+        self.ehash: dict[tuple[int, int, int, int], list[Sock]] = {}
+        self.timers: list[tuple[float, int, Sock]] = []
+        self._timer_seq = 0
+        self.tw_count = 0
+        self.remnants: set[Sock] = set()
         self.sysctls = Sysctls()
         self.uid = 0
         self.devices: dict[str, Device] = {"lo": Device("lo", 1, True)}
@@ -121,6 +134,7 @@ class NetNS:
         self.v4_addrs: list[tuple[int, int, int, bool]] = []
         self.v6_addrs: list[tuple[int, int, int]] = []
         self.routes: list[Route] = []
+        self.main_routes: list[Route] = []
         self._type_cache: dict[int, str] = {}
         self.socks: dict[int, Sock] = {}
         self._free_fds: list[int] = []
@@ -172,15 +186,20 @@ class NetNS:
             raise refuse(Op.NETLINK, Proto.ANY, Cause.ADDR_EXISTS)
         mask = _mask(plen)
         prefix = addr & mask
-        secondary = any(i == dev.ifindex and p == plen and (a & mask) == prefix
-                        for a, p, i, _ in self.v4_addrs)
+        primary = next((a for a, p, i, _ in self.v4_addrs
+                        if i == dev.ifindex and p == plen and (a & mask) == prefix), None)
+        secondary = primary is not None
+        src = primary if primary is not None else addr
         self.v4_addrs.append((addr, plen, dev.ifindex, secondary))
-        self.routes.append(Route(addr, 32, RTN_LOCAL, dev.ifindex))
+        self.routes.append(Route(addr, 32, RTN_LOCAL, dev.ifindex, src))
         if prefix != 0 and not secondary and (prefix != addr or plen < 32):
             if dev.loopback:
-                self.routes.append(Route(prefix, plen, RTN_LOCAL, dev.ifindex))
+                self.routes.append(Route(prefix, plen, RTN_LOCAL, dev.ifindex, src))
+            else:
+                # a main-table route: bind() never consults it; connect() treats it as remote
+                self.main_routes.append(Route(prefix, plen, RTN_UNICAST, dev.ifindex, src))
             if plen < 31:
-                self.routes.append(Route(prefix | (~mask & 0xFFFFFFFF), 32, RTN_BROADCAST, dev.ifindex))
+                self.routes.append(Route(prefix | (~mask & 0xFFFFFFFF), 32, RTN_BROADCAST, dev.ifindex, src))
         self.routes.sort(key=lambda r: -r.plen)
         self._type_cache.clear()
 
@@ -206,14 +225,19 @@ class NetNS:
             t = RTN_MULTICAST
         else:
             t = RTN_UNICAST
-            for r in self.routes:
-                if addr & _mask(r.plen) == r.prefix:
-                    if not ifindex or ifindex == r.ifindex:
-                        t = r.kind
-                    break
+            r = self._lookup_local_route(addr)
+            if r is not None and (not ifindex or ifindex == r.ifindex):
+                t = r.kind
         if ifindex == 0:
             self._type_cache[addr] = t
         return t
+
+    def _lookup_local_route(self, addr: int) -> Route | None:
+        """Longest-prefix match in the local table (routes are kept sorted, longest first)."""
+        for r in self.routes:
+            if addr & _mask(r.plen) == r.prefix:
+                return r
+        return None
 
     def has_v6_addr(self, addr: int, ifindex: int) -> bool:
         """``addrconf.c: ipv6_chk_addr(net, addr, dev, strict=0)``: configured on ``dev``, or, for
@@ -263,15 +287,22 @@ class NetNS:
     def socket(self, family: int, tcp: bool) -> Sock:
         """``socket(2)``: a new socket owned by the calling uid (``sock_init_data`` records the
         creator's fsuid, spec §1.1), v6only from ``net.ipv6.bindv6only``, lowest free fd."""
-        if self._free_fds:
-            fd = heapq.heappop(self._free_fds)
-        else:
-            fd = self._next_fd
-            self._next_fd += 1
+        fd = self._alloc_fd()
         v6only = family == AF_INET6 and self.sysctls.ints["net.ipv6.bindv6only"] != 0
         sk = Sock(fd, family, tcp, self.uid, v6only)
         self.socks[fd] = sk
         return sk
+
+    def _alloc_fd(self) -> int:
+        """The lowest free descriptor number, as the kernel allocates fds."""
+        if self._free_fds:
+            return heapq.heappop(self._free_fds)
+        fd = self._next_fd
+        self._next_fd += 1
+        return fd
+
+    def clock_seconds(self) -> float:
+        return self.clock.now() if self.clock is not None else self.now
 
     # ------------------------------------------------------------------------------------
     # setsockopt / getsockopt (kernel side: option bytes in, bytes out)
@@ -561,7 +592,7 @@ class NetNS:
             if tb2 is None:
                 tb2 = tb.tb2s[key] = Bind2Bucket(key)
             tb2.owners.append(sk)
-            sk.tb, sk.tb2, sk.num = tb, tb2, port
+            sk.tb, sk.tb2, sk.num, sk.sport = tb, tb2, port, port
         _rules.update_fastreuse(tb, sk)
         tb2 = sk.tb2
         tb2.fastreuse, tb2.fastreuseport = tb.fastreuse, tb.fastreuseport
@@ -646,7 +677,7 @@ class NetNS:
                 for old in socks:
                     if udp_conflict(sk, old):
                         raise self._conflict(sk, port, op, None)
-        sk.num = port
+        sk.num = sk.sport = port
         self._bind_seq += 1
         sk.bind_seq = self._bind_seq
         slot = self.udp_ports.get(port)
@@ -769,28 +800,170 @@ class NetNS:
     # ------------------------------------------------------------------------------------
 
     def close(self, sk: Sock) -> None:
-        """``close(2)`` of the last reference: unhash the listener, leave the reuseport group,
-        release the port (``inet_put_port`` / ``udp_lib_unhash``) and free the fd."""
+        """``close(2)`` of the last reference (``tcp_close`` / ``udp_lib_close``), by state:
+
+        * unconnected or SYN_SENT: release the port (``inet_put_port``), leave the tables;
+        * LISTEN: unhash, leave the reuseport group, reset every connection still in the accept
+          queue (their clients see ECONNRESET), release the port;
+        * ESTABLISHED with a live peer: active close -- the FIN is acknowledged at once on
+          loopback, so the socket becomes a FIN_WAIT2 remnant for ``tcp_fin_timeout``; the peer
+          goes to CLOSE_WAIT (spec §6.2);
+        * CLOSE_WAIT (the peer closed first): LAST_ACK, then CLOSED when the peer's remnant
+          acknowledges; that remnant turns into TIME_WAIT for 60 s (spec §6.2);
+        * a socket connected to itself: FIN to itself, CLOSING, then TIME_WAIT.
+        The fd is freed in every case."""
         if sk.closed:
             return
         sk.closed = True
+        del self.socks[sk.fd]
+        heapq.heappush(self._free_fds, sk.fd)
+        if not sk.tcp:
+            self._udp_unhash(sk)
+            sk.state = CLOSE
+            return
+        state = sk.state
+        if state == LISTEN:
+            self._listen_stop(sk)
+        elif state in (ESTABLISHED, CLOSE_WAIT) and sk.peer is sk:
+            self._ehash_del(sk)
+            self._time_wait(sk, TIME_WAIT, 60.0)
+            return
+        elif state == ESTABLISHED and sk.peer is not None:
+            peer = sk.peer
+            peer.state = CLOSE_WAIT
+            self._time_wait(sk, FIN_WAIT2, float(self._fin_timeout()))
+            return
+        elif state == CLOSE_WAIT and sk.peer is not None and sk.peer.is_tw:
+            rem = sk.peer
+            self._ehash_del(sk)
+            sk.peer = rem.peer = None
+            if rem.state == FIN_WAIT2:
+                rem.state = TIME_WAIT
+                self._schedule(rem, 60.0)
+        elif state in (ESTABLISHED, CLOSE_WAIT):
+            raise OutOfScope(f"close() of a TCP socket in state {STATE_NAMES[state]} without a modelled peer")
+        self._ehash_del(sk)
+        self._group_leave(sk)
+        if sk.tb is not None:
+            self._tcp_put_port(sk)
+        sk.state = CLOSE
+
+    def _fin_timeout(self) -> int:
+        v = self.sysctls.ints["net.ipv4.tcp_fin_timeout"]
+        return v if v > 0 else 60
+
+    def _time_wait(self, sk: Sock, substate: int, lifetime: float) -> None:
+        """``tcp_time_wait``: the closed socket is replaced by a remnant that keeps its bind slot
+        (with its SO_REUSEADDR/SO_REUSEPORT, device and addresses) and its 4-tuple, until the
+        timer fires.  Above ``tcp_max_tw_buckets`` no remnant is made (spec §1.3, §6.2)."""
+        self._group_leave(sk)
+        if self.tw_count >= self.sysctls.ints["net.ipv4.tcp_max_tw_buckets"]:
+            self._ehash_del(sk)
+            if sk.peer is not None and sk.peer is not sk:
+                sk.peer.peer = None
+            sk.peer = None
+            if sk.tb is not None:
+                self._tcp_put_port(sk)
+            sk.state = CLOSE
+            return
+        sk.is_tw = True
+        sk.state = substate
+        sk.tw_entry = self.clock_seconds()
+        sk.tw_ts = self.sysctls.ints["net.ipv4.tcp_timestamps"] != 0
+        self.tw_count += 1
+        self.remnants.add(sk)
+        self._schedule(sk, lifetime)
+
+    def _schedule(self, sk: Sock, lifetime: float) -> None:
+        self._timer_seq += 1
+        sk.timer_seq = self._timer_seq
+        sk.expires = self.clock_seconds() + lifetime
+        heapq.heappush(self.timers, (sk.expires, self._timer_seq, sk))
+
+    def _kill_remnant(self, sk: Sock) -> None:
+        """``inet_twsk_kill``: the remnant leaves ehash and its bind slot."""
+        if not sk.is_tw or sk not in self.remnants:
+            return
+        self.remnants.discard(sk)
+        self.tw_count -= 1
+        self._ehash_del(sk)
+        if sk.peer is not None:
+            sk.peer.peer = None
+            sk.peer = None
+        if sk.tb is not None:
+            self._tcp_put_port(sk)
+        sk.timer_seq = 0
+
+    def advance(self, seconds: float) -> None:
+        """Move the namespace's virtual clock forward, firing timers in order."""
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        if self.clock is not None:
+            raise ValueError("this namespace uses an injected clock: advance that clock, then call expire()")
+        self.now += seconds
+        self.expire()
+
+    def expire(self) -> None:
+        now = self.clock_seconds()
+        while self.timers and self.timers[0][0] <= now:
+            _, seq, sk = heapq.heappop(self.timers)
+            if sk.timer_seq == seq:
+                self._kill_remnant(sk)
+
+    def _listen_stop(self, sk: Sock) -> None:
+        """``inet_csk_listen_stop`` + unhash: leave lhash2 and the group; queued connections are
+        reset (their clients get ECONNRESET)."""
         if sk.chain is not None:
             sk.chain.remove(sk)
             if not sk.chain:
                 self._drop_empty_chain(sk)
             sk.chain = None
         self._group_leave(sk)
-        if sk.tcp:
-            if sk.tb is not None:
-                self._tcp_put_port(sk)
-        elif sk.num:
-            slot = self.udp_ports[sk.num]
-            slot.remove(sk)
-            if not slot:
-                del self.udp_ports[sk.num]
+        for child in sk.accept_queue:
+            client = child.peer
+            self._ehash_del(child)
+            if child.tb is not None:
+                self._tcp_put_port(child)
+            child.state = CLOSE
+            if client is not None:
+                client.peer = None
+                client.err = 104
+                self._abort(client)
+        sk.accept_queue = []
         sk.state = CLOSE
-        del self.socks[sk.fd]
-        heapq.heappush(self._free_fds, sk.fd)
+
+    def _udp_unhash(self, sk: Sock) -> None:
+        """``udp_lib_unhash``: leave the port slot, the hash2 chain and the reuseport group."""
+        if not sk.num:
+            return
+        if sk.chain is not None:
+            sk.chain.remove(sk)
+            if not sk.chain:
+                self._drop_empty_chain(sk)
+            sk.chain = None
+        self._group_leave(sk)
+        slot = self.udp_ports[sk.num]
+        slot.remove(sk)
+        if not slot:
+            del self.udp_ports[sk.num]
+        sk.num = 0
+
+    def _udp_rehash(self, sk: Sock) -> None:
+        """``udp_lib_rehash`` after the local address changed: move to the head of the new hash2
+        chain; a reuseport member leaves its group (spec §1.4)."""
+        self._group_leave(sk)
+        if sk.chain is not None:
+            old = sk.chain
+            old.remove(sk)
+            if not old:
+                for k, v in list(self.udp_hash2.items()):
+                    if v is old:
+                        del self.udp_hash2[k]
+                        break
+        key = chain_key(sk) + (sk.num,)
+        chain = self.udp_hash2.setdefault(key, [])
+        chain.insert(0, sk)
+        sk.chain = chain
 
     def _drop_empty_chain(self, sk: Sock) -> None:
         key = chain_key(sk) + (sk.num,)
@@ -928,7 +1101,9 @@ class NetNS:
             for key, tb2 in tb.tb2s.items():
                 assert tb2.owners, f"bind2 bucket {port}/{key:x} empty"
                 for o in tb2.owners:
-                    assert o.tb is tb and o.tb2 is tb2 and o.num == port and not o.closed, o
+                    assert o.tb is tb and o.tb2 is tb2 and o.num == port and (not o.closed or o.is_tw), o
+                    if o.is_tw and o in self.remnants:
+                        assert o.expires > self.clock_seconds(), f"remnant {o} outlived its timer"
         for sk in self.socks.values():
             assert not sk.closed
             if sk.tcp:
@@ -943,6 +1118,14 @@ class NetNS:
         # that overlap on a port share SO_REUSEPORT and uid -- not asserted, see tables().
         for chain in list(self.lhash2.values()) + list(self.udp_hash2.values()):
             assert chain, "empty chain kept"
+        for key, lst in self.ehash.items():
+            assert lst, "empty ehash entry kept"
+            for o in lst:
+                assert o.in_ehash and self._ekey(o) == key, (o, key)
+            live = [o for o in lst if not o.is_tw]
+            for i, a in enumerate(live):
+                for b in live[i + 1:]:
+                    assert not _rules.dev_compatible(a.bound_dev, b.bound_dev), f"4-tuple twice: {a} {b}"
 
     def listeners(self) -> list[Sock]:
         return [s for chain in self.lhash2.values() for s in chain]

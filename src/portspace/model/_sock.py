@@ -33,7 +33,9 @@ class Sock:
     __slots__ = ("fd", "family", "tcp", "uid", "state", "num", "rcv_saddr", "v6_rcv_saddr", "v6only",
                  "bound_dev", "reuseaddr", "reuseport", "freebind", "transparent", "no_port",
                  "port_range", "bindaddr_lock", "bindport_lock", "cov4", "cov6", "tb", "tb2", "group",
-                 "closed", "backlog", "is_tw", "connect_bind", "opts", "chain", "bind_seq")
+                 "closed", "backlog", "is_tw", "connect_bind", "opts", "chain", "bind_seq",
+                 "sport", "daddr", "v6_daddr", "dport", "sock_state", "err", "peer", "accept_queue",
+                 "listener", "in_ehash", "expires", "tw_entry", "tw_ts", "timer_seq", "shut")
 
     def __init__(self, fd: int, family: int, tcp: bool, uid: int, v6only: bool) -> None:
         self.fd = fd
@@ -66,6 +68,21 @@ class Sock:
         self.opts: dict[tuple[int, int], int] = {}
         self.chain: Any = None
         self.bind_seq = 0
+        self.sport = 0          # inet_sport: what getsockname() shows (may outlive the port)
+        self.daddr = 0          # peer, IPv4 form
+        self.v6_daddr = 0       # peer, IPv6 form (AF_INET6 sockets)
+        self.dport = 0
+        self.sock_state = 1     # SS_UNCONNECTED
+        self.err = 0            # sk_err (an errno number, reported once)
+        self.peer: Any = None   # the other end of a loopback connection
+        self.accept_queue: list[Any] = []
+        self.listener: Any = None
+        self.in_ehash = False
+        self.expires = 0.0      # TIME_WAIT / FIN_WAIT2 remnants: when the timer fires
+        self.tw_entry = 0.0     # when the remnant was created (tw_entry_stamp)
+        self.tw_ts = True       # the connection used TCP timestamps (tw_ts_recent_stamp != 0)
+        self.timer_seq = 0
+        self.shut = 0           # shutdown() bits: 1 = RD, 2 = WR
 
     @property
     def proto(self) -> str:
