@@ -433,7 +433,7 @@ class NetNS(ConnectOps):
             elif opt == SO_ACCEPTCONN:
                 v = int(sk.state == LISTEN)
             elif opt == SO_ERROR:
-                v = 0
+                v, sk.err = sk.err, 0  # sock_error(): reported once, then cleared
             elif (level, opt) in _PLAIN_BOOL_OPTS:
                 v = sk.opts.get((level, opt), 0)
             else:
