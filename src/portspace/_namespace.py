@@ -192,6 +192,17 @@ class Namespace:
         finally:
             self._kernel.uid = saved
 
+    # -- time ------------------------------------------------------------------------
+    def advance(self, seconds: float) -> None:
+        """Move the namespace's virtual clock forward by ``seconds``; timers (TIME_WAIT and
+        FIN_WAIT2 remnants) fire in order.  Nothing in the model reads the wall clock."""
+        self._kernel.advance(float(seconds))
+
+    @property
+    def now(self) -> float:
+        """The virtual clock, in seconds since the namespace was made."""
+        return self._kernel.clock_seconds()
+
     # -- queries ---------------------------------------------------------------------
     def explain(self, sock: Socket, op: str, address: Any = None, backlog: int = 0) -> Explanation:
         """Would ``sock.bind(address)`` / ``sock.listen()`` succeed now, and why?

@@ -13,13 +13,14 @@ A script is text, one step per line, with the expected outcome after ``->``::
     ns sysctl net.ipv4.ip_local_port_range "1000 2000" -> EINVAL
 
 Socket kinds are ``tcp4 tcp6 udp4 udp6``; creation options ``reuseaddr reuseport v6only
-v6only=0 dev=NAME freebind nonblock no_port uid=N``.  Socket steps: ``bind HOST PORT [SCOPE]``,
+v6only=0 dev=NAME freebind nonblock no_port range=LO-HI uid=N``.  Socket steps: ``bind HOST PORT [SCOPE]``,
 ``listen [BACKLOG]``, ``close``, ``getsockname``, ``name`` / ``peer`` (getsockname() /
 getpeername() as ``host:port`` with a default-range ephemeral port shown as ``eph``),
 ``connect HOST PORT``, ``disconnect``, ``timeout SECONDS|none``, ``error`` (SO_ERROR),
 ``set OPTION VALUE`` (``reuseaddr``, ``reuseport``, ``v6only``, ``dev``, ``freebind``,
 ``broadcast``), ``get OPTION``; ``x = L accept`` accepts on L and names the new socket x.  Namespace steps: ``ns addr
-CIDR [DEV]``, ``ns device NAME``, ``ns sysctl NAME [VALUE]``.  A trailing ``as=UID`` runs the
+CIDR [DEV]``, ``ns device NAME``, ``ns sysctl NAME [VALUE]``, ``ns sleep SECONDS`` (the model's
+virtual clock; real time on the kernel).  A trailing ``as=UID`` runs the
 step as that uid.  Hosts may be written ``[::1]``.
 
 Outcomes are normalised the same way on both sides (style §5.5): ``OK``; an errno name
@@ -47,6 +48,7 @@ OPTIONS = {
     "no_port": (socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT),
     "dev": (socket.SOL_SOCKET, socket.SO_BINDTODEVICE),
     "broadcast": (socket.SOL_SOCKET, socket.SO_BROADCAST),
+    "range": (socket.IPPROTO_IP, 51),  # IP_LOCAL_PORT_RANGE
 }
 
 
@@ -127,6 +129,8 @@ def _as(ns: Any, uid: int | None) -> Any:
 
 
 def _opt_value(name: str, text: str) -> Any:
+    if name == "range":
+        return int(text).to_bytes(4, "little")
     if name == "dev":
         return text.encode() if text not in ("-", "none") else b""
     return int(text)
@@ -162,6 +166,9 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                 uid = int(val)
             elif key == "nonblock":
                 nonblock = True
+            elif key == "range":
+                lo, _, hi = val.partition("-")
+                sets.append(("range", str(int(lo) | (int(hi) << 16))))
             elif key in OPTIONS:
                 sets.append((key, val if eq else "1"))
             else:
@@ -183,6 +190,8 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                     return ns.add_address(st.args[0], *(st.args[1:2] or ("lo",)))
                 if st.op == "device":
                     return ns.add_device(st.args[0])
+                if st.op == "sleep":
+                    return ns.advance(float(st.args[0]))
                 if st.op == "sysctl":
                     return ns.sysctl(st.args[0], st.args[1] if len(st.args) > 1 else None)
                 raise ValueError(f"unknown namespace step {st.line!r}")
@@ -225,6 +234,9 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                 return str(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
             if st.op == "port":
                 return str(s.getsockname()[1])
+            if st.op == "linger":
+                import struct
+                return s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", int(a[0]), int(a[1])))
             if st.op == "set":
                 level, opt = OPTIONS[a[0]]
                 return s.setsockopt(level, opt, _opt_value(a[0], a[1]))

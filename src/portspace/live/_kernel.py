@@ -666,6 +666,11 @@ class KernelNamespace:
         back as KernelSockets."""
         return self._request("run", fn, args)
 
+    def advance(self, seconds: float) -> None:
+        """The model's ``advance``: on the kernel, time passes for real (``time.sleep``)."""
+        import time as _time
+        _time.sleep(float(seconds))
+
     def socket_count(self) -> int:
         """How many sockets the child still holds open (for leak checks)."""
         return self._request("count")

@@ -34,7 +34,7 @@ from . import _rules
 from ._addr import AF_INET, AF_INET6, V4MAPPED_PREFIX, coverage, v4_is_multicast, \
     v6_is_mapped, v6_is_multicast, v6_needs_scope
 from ._errors import Cause, Deadlock, Op, OutOfScope, Proto, refuse
-from ._rules import CLOSE, ESTABLISHED, LISTEN, SYN_SENT
+from ._rules import CLOSE, ESTABLISHED, FIN_WAIT2, LISTEN, SYN_SENT
 from ._sock import Bind2Bucket, BindBucket, Sock, chain_key
 
 # socket-layer states (include/uapi/linux/net.h: socket_state)
@@ -162,13 +162,49 @@ class ConnectOps:
                 del self.ehash[key]
             sk.in_ehash = False
 
-    def _tuple_taken(self, sk: Sock, lkey: int, lport: int, rkey: int, rport: int) -> bool:
-        """``__inet_check_established``: a live socket on this 4-tuple with a compatible device
-        refuses it (spec §6.1); TIME_WAIT remnants are not modelled yet."""
+    def _tuple_taken(self, sk: Sock, lkey: int, lport: int, rkey: int, rport: int,
+                     via_autobind: bool = False, recycle: list[Sock] | None = None) -> bool:
+        """``__inet_check_established`` (spec §6.1): a live socket on this 4-tuple with a
+        compatible device refuses it; a TIME_WAIT remnant refuses it unless ``tcp_twsk_unique``
+        lets the new connection recycle it (spec §6.4).  Recyclable remnants are appended to
+        ``recycle``: the caller kills them after the new socket holds the port, as the kernel
+        does (``inet_twsk_deschedule_put`` after hashing), so the bucket never empties between."""
+        found: list[Sock] = []
         for o in self.ehash.get((lkey, lport, rkey, rport), ()):
-            if o is not sk and _rules.dev_compatible(sk.bound_dev, o.bound_dev):
-                return True
+            if o is sk or not _rules.dev_compatible(sk.bound_dev, o.bound_dev):
+                continue
+            if o.is_tw and self.tw_recyclable(o, via_autobind):
+                found.append(o)
+                continue
+            return True
+        if recycle is not None:
+            recycle.extend(found)
         return False
+
+    def tw_recyclable(self, tw: Sock, via_autobind: bool) -> bool:
+        """``tcp_ipv4.c: tcp_twsk_unique`` (spec §6.4): never a FIN_WAIT2 remnant; needs TCP
+        timestamps on the old connection; an explicit bind(port)+connect() recycles at once,
+        whatever ``tcp_tw_reuse`` says; connect() autobind needs ``tcp_tw_reuse`` (2 = loopback
+        only: 127/8, ::1, or bound to lo) and more than ``tcp_tw_reuse_delay`` ms since the
+        remnant was made [V tw:W, tw:X]."""
+        ints = self.sysctls.ints  # type: ignore[attr-defined]
+        reuse = ints["net.ipv4.tcp_tw_reuse"]
+        if tw.state == FIN_WAIT2:
+            reuse = 0
+        if reuse == 2:
+            if tw.family == AF_INET:
+                loop = (tw.daddr >> 24) == 127 or (tw.rcv_saddr >> 24) == 127
+            else:
+                loop = any(a == 1 or (v6_is_mapped(a) and (a >> 24) & 0xFF == 127)
+                           for a in (tw.v6_daddr, tw.v6_rcv_saddr))
+            if not (tw.bound_dev == 1 or loop):
+                reuse = 0
+        if not tw.tw_ts:
+            return False
+        if not via_autobind:
+            return True
+        elapsed_ms = (self.clock_seconds() - tw.tw_entry) * 1000.0  # type: ignore[attr-defined]
+        return reuse != 0 and elapsed_ms > ints["net.ipv4.tcp_tw_reuse_delay"]
 
     # ------------------------------------------------------------------------------------
     # connect()
@@ -217,8 +253,11 @@ class ConnectOps:
             if sk.num:
                 lk = _v6key(sk.family, sk.rcv_saddr, sk.v6_rcv_saddr)
                 rk = _v6key(sk.family, sk.daddr, sk.v6_daddr)
-                if self._tuple_taken(sk, lk, sk.num, rk, dport):
+                recycle: list[Sock] = []
+                if self._tuple_taken(sk, lk, sk.num, rk, dport, False, recycle):
                     raise refuse(Op.CONNECT, Proto.TCP, Cause.TUPLE_IN_USE)
+                for tw in recycle:
+                    self._kill_remnant(tw)  # type: ignore[attr-defined]
             else:
                 self._tcp_connect_autobind(sk)
         except OSError:
@@ -309,9 +348,12 @@ class ConnectOps:
                     port -= remaining
                 if port not in reserved:
                     tb = bhash.get(port)
+                    recycle: list[Sock] = []
                     if tb is None or (tb.fastreuse < 0 and tb.fastreuseport < 0
-                                      and not self._tuple_taken(sk, lk, port, rk, sk.dport)):
+                                      and not self._tuple_taken(sk, lk, port, rk, sk.dport, True, recycle)):
                         self._take_connect_port(sk, port, tb)
+                        for tw in recycle:
+                            self._kill_remnant(tw)  # type: ignore[attr-defined]
                         inc = max(i, self.rng.below(8) * step) + step  # type: ignore[attr-defined]
                         self.table_perturb[index] = (self.perturb(index) + inc) & 0xFFFFFFFF  # type: ignore[attr-defined]
                         return
@@ -344,7 +386,15 @@ class ConnectOps:
         """Process the SYN of ``sk`` as the receiving side would, synchronously."""
         rev = (_v6key(sk.family, sk.daddr, sk.v6_daddr), sk.dport,
                _v6key(sk.family, sk.rcv_saddr, sk.v6_rcv_saddr), sk.num)
-        for o in self.ehash.get(rev, ()):
+        for o in list(self.ehash.get(rev, ())):
+            if o.is_tw:
+                if o.state == FIN_WAIT2:
+                    raise OutOfScope("a SYN arriving on a FIN_WAIT2 remnant (answered by RST or ACK "
+                                     "depending on the sequence window)")
+                # tcp_timewait_state_process: on loopback the new SYN's timestamp is newer, so
+                # the remnant is removed and the SYN goes to the listener (spec §6.5) [V tw:Y]
+                self._kill_remnant(o)  # type: ignore[attr-defined]
+                continue
             if o is sk or o.state == SYN_SENT:
                 # simultaneous open; connecting to itself is the common case [V probe]
                 sk.state = ESTABLISHED
@@ -544,7 +594,13 @@ class ConnectOps:
             sk.connect_bind = False
 
     def _abort(self, sk: Sock) -> None:
-        """A reset received: the socket goes to CLOSE and releases a non-explicit port."""
+        """A reset received: the socket goes to CLOSE and releases a non-explicit port; a
+        remnant dies (``tcp_rfc1337`` = 0: an RST kills TIME_WAIT, spec §6.5)."""
+        if sk.is_tw:
+            if self.sysctls.ints["net.ipv4.tcp_rfc1337"] and sk.state != FIN_WAIT2:  # type: ignore[attr-defined]
+                return
+            self._kill_remnant(sk)  # type: ignore[attr-defined]
+            return
         self._ehash_del(sk)
         sk.state = CLOSE
         if sk.tb is not None and not sk.bindport_lock:

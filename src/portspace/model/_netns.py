@@ -26,7 +26,7 @@ from ._addr import (AF_INET, AF_INET6, ANY, LOOPBACK4_IPV6, V4MAPPED_PREFIX, cov
                     v6_is_mapped, v6_is_multicast, v6_needs_scope)
 from ._env import Rng
 from ._errors import Cause, Op, OutOfScope, Proto, refuse
-from ._rules import CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN, STATE_NAMES, TIME_WAIT
+from ._rules import CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN, STATE_NAMES, SYN_SENT, TIME_WAIT
 from ._connect import ConnectOps
 from ._explain import LazyReasons
 from ._sock import Bind2Bucket, BindBucket, ReuseportGroup, Sock, chain_key, snapshot
@@ -50,6 +50,7 @@ SO_DOMAIN = 39
 SO_PROTOCOL = 38
 SO_ACCEPTCONN = 30
 SO_BINDTOIFINDEX = 62
+SO_LINGER = 13
 IP_FREEBIND = 15
 IP_TRANSPARENT = 19
 IP_BIND_ADDRESS_NO_PORT = 24
@@ -68,7 +69,7 @@ RTN_LOCAL, RTN_BROADCAST, RTN_MULTICAST, RTN_UNICAST = "local", "broadcast", "mu
 _PLAIN_BOOL_OPTS = {(SOL_SOCKET, SO_KEEPALIVE), (SOL_SOCKET, SO_BROADCAST), (IPPROTO_TCP, TCP_NODELAY)}
 
 
-_MODELLED_OPTS = {(SOL_SOCKET, SO_REUSEADDR), (SOL_SOCKET, SO_REUSEPORT), (SOL_SOCKET, SO_BINDTODEVICE),
+_MODELLED_OPTS = {(SOL_SOCKET, SO_LINGER), (SOL_SOCKET, SO_REUSEADDR), (SOL_SOCKET, SO_REUSEPORT), (SOL_SOCKET, SO_BINDTODEVICE),
                   (SOL_SOCKET, SO_BINDTOIFINDEX), (IPPROTO_IP, IP_FREEBIND), (IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT),
                   (IPPROTO_IP, IP_LOCAL_PORT_RANGE), (IPPROTO_IPV6, IPV6_V6ONLY), (IPPROTO_IPV6, IPV6_FREEBIND)}
 
@@ -324,6 +325,13 @@ class NetNS(ConnectOps):
                     ifindex = dev.ifindex
                 self._bind_to_index(sk, ifindex, proto)
                 return
+            if opt == SO_LINGER:
+                if n < 8:  # struct linger
+                    raise refuse(Op.SETSOCKOPT, proto, Cause.BAD_OPTLEN)
+                onoff = int.from_bytes(val[:4], "little", signed=True)
+                secs = int.from_bytes(val[4:8], "little", signed=True)
+                sk.opts[(SOL_SOCKET, SO_LINGER)] = (1 if onoff else 0, max(secs, 0)) if onoff else (0, max(secs, 0))
+                return
             if n < 4:  # sk_setsockopt: int options need sizeof(int)
                 raise refuse(Op.SETSOCKOPT, proto, Cause.BAD_OPTLEN)
             v = int.from_bytes(val[:4], "little", signed=True)
@@ -418,6 +426,10 @@ class NetNS(ConnectOps):
                 if buflen < IFNAMSIZ:
                     raise refuse(Op.GETSOCKOPT, proto, Cause.INVALID)
                 return self.dev_by_index[sk.bound_dev].name.encode() + b"\0"
+            if opt == SO_LINGER:
+                onoff, secs = sk.opts.get((SOL_SOCKET, SO_LINGER), (0, 0))
+                raw = onoff.to_bytes(4, "little") + secs.to_bytes(4, "little")
+                return raw[:max(buflen, 0)]
             if opt == SO_REUSEADDR:
                 v = int(sk.reuseaddr)
             elif opt == SO_REUSEPORT:
@@ -822,6 +834,15 @@ class NetNS(ConnectOps):
             sk.state = CLOSE
             return
         state = sk.state
+        linger = sk.opts.get((SOL_SOCKET, SO_LINGER))
+        if linger is not None and linger == (1, 0) and state in (ESTABLISHED, CLOSE_WAIT, SYN_SENT):
+            # SO_LINGER {on, 0}: tcp_disconnect sends a reset -- no TIME_WAIT on either side
+            # [V tw_extra:K]
+            self.disconnect(sk)
+            self._group_leave(sk)
+            if sk.tb is not None:
+                self._tcp_put_port(sk)
+            return
         if state == LISTEN:
             self._listen_stop(sk)
         elif state in (ESTABLISHED, CLOSE_WAIT) and sk.peer is sk:
