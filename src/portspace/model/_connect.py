@@ -535,6 +535,8 @@ class ConnectOps:
         (rehash), the peer is recorded, state ESTABLISHED, and (6.13+) the socket leaves its
         reuseport group (spec §1.4)."""
         if not sk.num:
+            # inet_autobind: get_port(sk, 0) with the current (wildcard) address
+            sk.cov4, sk.cov6 = coverage(sk.family, sk.rcv_saddr, sk.v6_rcv_saddr, sk.v6only)
             self._udp_get_port(sk, 0, Op.CONNECT)  # type: ignore[attr-defined]
         mapped = sk.family == AF_INET6 and v6_is_mapped(daddr)
         if sk.family == AF_INET or mapped:
