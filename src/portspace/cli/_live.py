@@ -26,6 +26,7 @@ import sys
 from typing import Any, Sequence, TextIO
 
 COMMANDS = ("ls", "explain", "ports")
+SHOWN = 5   # list items printed before "... and N more" in text output (JSON has them all)
 
 EXPLAIN_EPILOG = """\
 examples:
@@ -300,9 +301,11 @@ def _print_verdict(v: Any, style: _Style) -> None:
         out.write(f"{call}: {style('would fail', '1;31')} with {c.error}{at}\n")
     else:
         out.write(f"{call}: {style('depends', '1;33')} on flags that could not be read\n")
-        for hs, flag in v.deciding:
+        for hs, flag in v.deciding[:SHOWN]:
             why = hs.flags_note or "unreadable"
             out.write(f"  {hs.label()}: {flag.upper() if flag == 'v6only' else 'SO_' + flag.upper()} unknown ({why})\n")
+        if len(v.deciding) > SHOWN:
+            out.write(f"  ... and {len(v.deciding) - SHOWN} more unknown flags\n")
     for i, c in enumerate(v.cases, 1):
         indent = "  "
         if c.assumption:
@@ -317,12 +320,18 @@ def _print_verdict(v: Any, style: _Style) -> None:
             if r.blocker is not None and r.blocker.holders:
                 for h in r.blocker.holders[:5]:
                     out.write(f"{indent}  held by pid {h.pid} fd {h.fd}: {h.command or '?'}\n")
+            if r.others:
+                out.write(f"{indent}  and {len(r.others)} more sockets, same rule: "
+                          + "; ".join(f"{n} {state} of {holder}" for holder, state, n in r.others_by_holder()[:SHOWN])
+                          + ("; ..." if len(r.others_by_holder()) > SHOWN else "") + "\n")
             if r.fixes:
                 out.write(f"{indent}  would succeed if: " + f";\n{indent}                    or ".join(r.fixes) + "\n")
     if v.also_possible:
-        out.write("  possibly also blocked (their flags could not be read):\n")
-        for hs in v.also_possible:
+        out.write("  possibly also blocked by (their flags could not be read):\n")
+        for hs in v.also_possible[:SHOWN]:
             out.write(f"    {hs.describe()}\n")
+        if len(v.also_possible) > SHOWN:
+            out.write(f"    ... and {len(v.also_possible) - SHOWN} more\n")
 
 
 def _ports(args: argparse.Namespace, snapshot: Any) -> int:

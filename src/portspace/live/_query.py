@@ -37,6 +37,8 @@ from typing import Any
 from ._procfs import CAP_NET_BIND_SERVICE
 from ._snapshot import FLAG_NAMES, HostSocket, Snapshot, load, never
 from ..model._addr import AF_INET, AF_INET6, format_ipv6
+from ..model._errors import Op
+from ..model._explain import explain_success
 
 __all__ = ["Question", "Verdict", "Case", "HostReason", "explain", "parse_endpoint", "window_for",
            "NEARBY_PORTS"]
@@ -158,10 +160,23 @@ class HostReason:
     message: str
     fixes: list[str]
     blocker: HostSocket | None
+    others: list[HostSocket] = field(default_factory=list)   # more blockers, same rule, not described
+
+    def others_by_holder(self) -> list[tuple[str, str, int]]:
+        """``(holder, state, count)`` of :attr:`others`, most first."""
+        counts: dict[tuple[str, str], int] = {}
+        for hs in self.others:
+            holder = hs.label().rsplit(" fd ", 1)[0] if hs.holders else ("no process" if hs.row.tw else "not visible")
+            k = (holder, hs.row.state_text)
+            counts[k] = counts.get(k, 0) + 1
+        return sorted(((h, st, n) for (h, st), n in counts.items()), key=lambda x: (-x[2], x[0], x[1]))
 
     def as_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "spec": self.spec, "message": self.message, "fixes": self.fixes,
-                "blocker": self.blocker.as_dict() if self.blocker is not None else None}
+                "blocker": self.blocker.as_dict() if self.blocker is not None else None,
+                "more_blockers": len(self.others),
+                "more_blockers_by_holder": [{"holder": h, "state": st, "count": n}
+                                            for h, st, n in self.others_by_holder()]}
 
 
 @dataclass
@@ -249,54 +264,110 @@ class _Asker:
                     + (f" (no device {q.device!r} in this namespace)" if e.errno == errno.ENODEV else ""),
                     [], None)]), fd_map
             addr: Any = (q.host, q.port) if q.family == AF_INET else (q.host, q.port, 0, 0)
-            expl = ns.explain(s, "bind", addr)
+            # The namespace was built for this one question, so the call is made on it
+            # directly (``Namespace.explain`` would first deep-copy it: seconds for the
+            # thousands of sockets a busy port can have).
             stage = "bind"
-            if expl.ok and q.listen:
+            try:
                 s.bind(addr)
-                bound = expl
-                expl = ns.explain(s, "listen")
-                stage = "listen"
-                if expl.ok:
-                    # The model's success reasons for listen() are computed after the socket
-                    # joined its reuseport group, which makes group members look like fast-path
-                    # admissions; the bind() reasons say why the port is shared.
-                    expl = bound
-        reasons = [_host_reason(r, fd_map, new_fd) for r in expl.reasons]
-        return Case(expl.ok, expl.error, stage, reasons), fd_map
+                reasons = explain_success(ns._kernel, ns._kernel.socks[new_fd], Op.BIND)
+                if q.listen:
+                    stage = "listen"
+                    # The bind() reasons say why the port is shared: the model's success reasons
+                    # for listen() would be computed after the socket joined its reuseport group,
+                    # which makes the group's members look like fast-path admissions.
+                    s.listen()
+            except OSError as e:
+                name = errno.errorcode.get(e.errno or 0, str(e.errno))
+                return Case(False, name, stage, _host_reasons(getattr(e, "reasons", ()), fd_map, new_fd)), fd_map
+        return Case(True, None, stage, _host_reasons(reasons, fd_map, new_fd)), fd_map
 
+
+# How many blockers of one kind are described one by one; the others are counted by holder.
+SHOWN_PER_RULE = 3
+# Up to this many unknown flags of blockers, each is tested for being necessary (one model
+# load each); beyond, only "which kind of flag would suffice" is tested (three loads).
+MAX_SUSPECTS = 8
 
 _FD_REF = re.compile(r"#(\d+)")
 _SOCKET_REF = re.compile(r"\bsocket #(\d+)")
+_FD_RUN = re.compile(r"#\d+(?: and #\d+){3,}")
 
 
-def _host_reason(r: Any, fd_map: dict[int, HostSocket], new_fd: int) -> HostReason:
-    blocker = fd_map.get(r.blocker.fd) if r.blocker is not None else None
+def _host_reasons(model_reasons: Any, fd_map: dict[int, HostSocket], new_fd: int) -> list[HostReason]:
+    """Model reasons -> host reasons: fds become host names; of many blockers of the same rule
+    (a busy server port: thousands of accepted connections), the first few are described and
+    the rest listed in ``others``.  Fix sentences are shared by all reasons of one refusal and
+    are translated once."""
+    labels: dict[int, str] = {}
+
+    def label(fd: int) -> str:
+        text = labels.get(fd)
+        if text is None:
+            hs = fd_map.get(fd)
+            text = labels[fd] = "the new socket" if fd == new_fd else hs.label() if hs is not None else f"#{fd}"
+        return text
+
+    def shorten(m: re.Match[str]) -> str:
+        fds = _FD_REF.findall(m.group(0))
+        return f"#{fds[0]} and #{fds[1]} and {len(fds) - 2} other sockets"
 
     def names(text: str) -> str:
-        if r.blocker is not None and blocker is not None:
-            text = text.replace(str(r.blocker), blocker.describe())
         text = _SOCKET_REF.sub(lambda m: "#" + m.group(1), text)
+        text = _FD_RUN.sub(shorten, text)
+        return _FD_REF.sub(lambda m: label(int(m.group(1))), text)
 
-        def sub(m: re.Match[str]) -> str:
-            fd = int(m.group(1))
-            if fd == new_fd:
-                return "the new socket"
-            hs = fd_map.get(fd)
-            return hs.label() if hs is not None else m.group(0)
-        return _FD_REF.sub(sub, text)
-    return HostReason(r.rule, r.spec, names(r.message), [names(f) for f in r.fixes], blocker)
-
-
-def _blockers(case: Case) -> list[HostSocket]:
-    out: list[HostSocket] = []
-    for r in case.reasons:
-        if r.blocker is not None and r.blocker not in out and not case.ok:
-            out.append(r.blocker)
+    fix_cache: dict[str, str] = {}
+    out: list[HostReason] = []
+    by_rule: dict[tuple[str, str], HostReason] = {}
+    shown: dict[tuple[str, str], int] = {}
+    for r in model_reasons:
+        blocker = fd_map.get(r.blocker.fd) if r.blocker is not None else None
+        key = (r.rule, r.spec)
+        if blocker is not None and shown.get(key, 0) >= SHOWN_PER_RULE:
+            by_rule[key].others.append(blocker)
+            continue
+        message = r.message
+        if r.blocker is not None and blocker is not None:
+            message = message.replace(str(r.blocker), blocker.describe())
+        fixes = []
+        for f in r.fixes:
+            t = fix_cache.get(f)
+            if t is None:
+                t = fix_cache[f] = names(f)
+            fixes.append(t)
+        hr = HostReason(r.rule, r.spec, names(message), fixes, blocker)
+        out.append(hr)
+        if blocker is not None:
+            shown[key] = shown.get(key, 0) + 1
+            by_rule.setdefault(key, hr)
     return out
 
 
-def _flags_text(items: list[tuple[HostSocket, str]]) -> str:
-    return " and ".join(f"{hs.label()} has {FLAG_NAMES[f]}" for hs, f in items)
+def _blockers(case: Case) -> list[HostSocket]:
+    """Every socket that blocks in this case (described or not), in order, without repeats."""
+    if case.ok:
+        return []
+    out: list[HostSocket] = []
+    seen: set[int] = set()
+    for r in case.reasons:
+        for b in ([r.blocker] if r.blocker is not None else []) + r.others:
+            if id(b) not in seen:
+                seen.add(id(b))
+                out.append(b)
+    return out
+
+
+def _flags_text(items: list[tuple[HostSocket, str]], shown: int = 3) -> str:
+    text = " and ".join(f"{hs.label()} has {FLAG_NAMES[f]}" for hs, f in items[:shown])
+    if len(items) > shown:
+        text += f" and {len(items) - shown} more sockets have it too"
+    return text
+
+
+def _labels_text(socks: list[HostSocket], shown: int = 3) -> str:
+    text = ", ".join(b.label() for b in socks[:shown])
+    return text + (f" and {len(socks) - shown} more" if len(socks) > shown else "")
 
 
 def explain(snap: Snapshot, q: Question) -> Verdict:
@@ -319,8 +390,11 @@ def explain(snap: Snapshot, q: Question) -> Verdict:
             # Their reasons are taken from the pessimistic case, whose sentences say what is
             # *missing* (true whatever the unknowns are), not what was assumed present.
             sure = _blockers(opt)
-            v.also_possible = [b for b in _blockers(pess) if b not in sure]
-            kept = [r for r in pess.reasons if r.blocker is None or r.blocker in sure]
+            sure_ids = {id(b) for b in sure}
+            v.also_possible = [b for b in _blockers(pess) if id(b) not in sure_ids]
+            kept = [r for r in pess.reasons if r.blocker is None or id(r.blocker) in sure_ids]
+            for r in kept:
+                r.others = [b for b in r.others if id(b) in sure_ids]
             if sure and kept:
                 pess.reasons = kept
             else:
@@ -328,7 +402,7 @@ def explain(snap: Snapshot, q: Question) -> Verdict:
             guessed = [b for b in sure if b.unknown_flags()]
             if guessed:
                 pess.assumption = ("it fails whatever the flags that could not be read are (of "
-                                   + ", ".join(b.label() for b in guessed) + "); the reasons assume they are off")
+                                   + _labels_text(guessed) + "); the reasons assume they are off")
             v.cases = [pess]
         return v
     if pess.ok and not opt.ok:  # pragma: no cover - the monotonicity argument says never
@@ -339,7 +413,8 @@ def explain(snap: Snapshot, q: Question) -> Verdict:
     # pessimistic fails, optimistic succeeds: it depends on what could not be read
     v.status = "depends"
     suspects = [(hs, f) for hs in _blockers(pess) for f in hs.unknown_flags()]
-    if q.port == 0 or not suspects:
+    if q.port == 0 or not suspects or len(suspects) > MAX_SUSPECTS:
+        # (one load per suspect would be too slow; the per-kind analysis below still answers)
         suspects_needed: list[tuple[HostSocket, str]] = []
     else:
         suspects_needed = [(hs, f) for hs, f in suspects
@@ -373,6 +448,7 @@ def explain(snap: Snapshot, q: Question) -> Verdict:
             yes_case = opt
             yes_case.assumption = "if every socket whose flags could not be read has them all set"
             v.deciding = suspects or [x for x in unknown if (id(x[0]), x[1]) in unknown_set][:20]
-        pess.assumption = "if none of them has"
+        pess.assumption = "if none of them has " + (" or ".join(sorted({FLAG_NAMES[f] for _, f in v.deciding}))
+                                                    or "them")
         v.cases = [yes_case, pess]
     return v

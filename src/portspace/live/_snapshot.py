@@ -60,9 +60,10 @@ class Holder:
     command: str | None
 
 
-@dataclass
+@dataclass(eq=False)
 class HostSocket:
-    """A socket of the host (or a TIME_WAIT remnant) with what is known about it."""
+    """A socket of the host (or a TIME_WAIT remnant) with what is known about it.  Compared by
+    identity: two remnants can have equal fields."""
 
     row: SockRow
     holders: list[Holder] = field(default_factory=list)

@@ -330,7 +330,7 @@ class NetNS(ConnectOps):
                     raise refuse(Op.SETSOCKOPT, proto, Cause.BAD_OPTLEN)
                 onoff = int.from_bytes(val[:4], "little", signed=True)
                 secs = int.from_bytes(val[4:8], "little", signed=True)
-                sk.opts[(SOL_SOCKET, SO_LINGER)] = (1 if onoff else 0, max(secs, 0)) if onoff else (0, max(secs, 0))
+                sk.set_opt((SOL_SOCKET, SO_LINGER), (1 if onoff else 0, max(secs, 0)))
                 return
             if n < 4:  # sk_setsockopt: int options need sizeof(int)
                 raise refuse(Op.SETSOCKOPT, proto, Cause.BAD_OPTLEN)
@@ -346,7 +346,7 @@ class NetNS(ConnectOps):
                     raise refuse(Op.SETSOCKOPT, proto, Cause.INVALID)
                 self._bind_to_index(sk, v, proto)
             elif (level, opt) in _PLAIN_BOOL_OPTS:
-                sk.opts[(level, opt)] = int(v != 0)
+                sk.set_opt((level, opt), int(v != 0))
             elif opt in (SO_TYPE, SO_ERROR, SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN):
                 raise refuse(Op.SETSOCKOPT, proto, Cause.NO_PROTOOPT)
             else:
@@ -395,7 +395,7 @@ class NetNS(ConnectOps):
             if (level, opt) in _PLAIN_BOOL_OPTS:
                 if n < 4:
                     raise refuse(Op.SETSOCKOPT, proto, Cause.BAD_OPTLEN)
-                sk.opts[(level, opt)] = int(int.from_bytes(val[:4], "little", signed=True) != 0)
+                sk.set_opt((level, opt), int(int.from_bytes(val[:4], "little", signed=True) != 0))
                 return
             raise OutOfScope(f"setsockopt(IPPROTO_TCP, {opt}) is not modelled by portspace")
         if level in (IPPROTO_TCP, IPPROTO_UDP):
@@ -720,23 +720,21 @@ class NetNS(ConnectOps):
         remaining = hi - lo + 1
         reserved = self.sysctls.reserved
         size = self.udp_table_size
-        mask = size - 1
         r = self.rng.u32()
         first = lo + ((r * remaining) >> 32)
         stride = (((r | 1) * size) & 0xFFFF) or size
         udp_conflict = _rules.udp_conflict
+        udp_ports = self.udp_ports
         for k in range(size):
+            # one primary slot per k; its ports are f, f + stride, ... (stride is an odd multiple
+            # of the table size), checked lazily instead of through the kernel's bitmap
             f = (first + k) & 0xFFFF
             snum = f
-            used: set[int] = set()
-            for p in range(f & mask, 65536, size):
-                for o in self.udp_ports.get(p, ()):
-                    if udp_conflict(sk, o):
-                        used.add(p)
-                        break
             while True:
-                if lo <= snum <= hi and snum not in used and snum not in reserved:
-                    return snum
+                if lo <= snum <= hi and snum not in reserved:
+                    holders = udp_ports.get(snum)
+                    if not holders or not any(udp_conflict(sk, o) for o in holders):
+                        return snum
                 snum = (snum + stride) & 0xFFFF
                 if snum == f:
                     break
@@ -790,6 +788,7 @@ class NetNS(ConnectOps):
             sk.state = CLOSE
             raise
         sk.backlog = backlog
+        sk.accept_queue = []
         key = chain_key(sk) + (sk.num,)
         chain = self.lhash2.get(key)
         if chain is None:

@@ -19,6 +19,7 @@ explanations so that a refusal can be explained later, after the table has chang
 from __future__ import annotations
 
 from operator import attrgetter
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from ._addr import AF_INET, ANY, format_addr, format_ipv4
@@ -28,61 +29,77 @@ from ._rules import CLOSE, STATE_NAMES
 class Sock:
     """A socket as the port manager sees it.  Invariants: ``num == 0`` iff the socket holds no
     port; a TCP socket with ``num`` is an owner of exactly one Bind2Bucket (``tb2``); ``cov4``/
-    ``cov6`` are the claims of its current local address (spec §2.1)."""
+    ``cov6`` are the claims of its current local address (spec §2.1).
 
-    __slots__ = ("fd", "family", "tcp", "uid", "state", "num", "rcv_saddr", "v6_rcv_saddr", "v6only",
-                 "bound_dev", "reuseaddr", "reuseport", "freebind", "transparent", "no_port",
-                 "port_range", "bindaddr_lock", "bindport_lock", "cov4", "cov6", "tb", "tb2", "group",
-                 "closed", "backlog", "is_tw", "connect_bind", "opts", "chain", "bind_seq",
-                 "sport", "daddr", "v6_daddr", "dport", "sock_state", "err", "peer", "accept_queue",
-                 "listener", "in_ehash", "expires", "tw_entry", "tw_ts", "timer_seq", "shut")
+    Defaults live on the class and ``__init__`` sets only what differs per socket: creating a
+    socket is the model's hottest path (benchmarks/bench_ports.py), and most fields keep their
+    default for a socket's whole life."""
+
+    # identity and ownership
+    fd = -1
+    family = 2
+    tcp = True
+    uid = 0
+    # state (kernel numbers, _rules.py) and the socket layer's SS_* state
+    state = CLOSE
+    sock_state = 1          # SS_UNCONNECTED
+    closed = False
+    err = 0                 # sk_err (an errno number, reported once)
+    # local binding
+    num = 0                 # inet_num: the port held (0: none)
+    sport = 0               # inet_sport: what getsockname() shows (may outlive the port)
+    rcv_saddr = 0
+    v6_rcv_saddr = 0
+    v6only = False
+    bound_dev = 0
+    cov4: int | None = None
+    cov6: int | None = None
+    bindaddr_lock = False
+    bindport_lock = False
+    connect_bind = False
+    # options
+    reuseaddr = False
+    reuseport = False
+    freebind = False
+    transparent = False
+    no_port = False
+    port_range = 0
+    opts: Any = MappingProxyType({})   # other options; replaced by a dict on first write
+    # peer
+    daddr = 0
+    v6_daddr = 0
+    dport = 0
+    peer: Any = None
+    shut = 0
+    # table memberships
+    tb: Any = None
+    tb2: Any = None
+    group: Any = None
+    chain: Any = None
+    in_ehash = False
+    bind_seq = 0
+    backlog = 0
+    accept_queue: Any = ()             # a list once listening
+    listener: Any = None
+    # TIME_WAIT / FIN_WAIT2 remnants
+    is_tw = False
+    expires = 0.0
+    tw_entry = 0.0
+    tw_ts = True
+    timer_seq = 0
 
     def __init__(self, fd: int, family: int, tcp: bool, uid: int, v6only: bool) -> None:
         self.fd = fd
         self.family = family
         self.tcp = tcp
         self.uid = uid
-        self.state = CLOSE
-        self.num = 0
-        self.rcv_saddr = 0
-        self.v6_rcv_saddr = 0
-        self.v6only = v6only
-        self.bound_dev = 0
-        self.reuseaddr = False
-        self.reuseport = False
-        self.freebind = False
-        self.transparent = False
-        self.no_port = False
-        self.port_range = 0
-        self.bindaddr_lock = False
-        self.bindport_lock = False
-        self.cov4: int | None = None
-        self.cov6: int | None = None
-        self.tb: Any = None
-        self.tb2: Any = None
-        self.group: Any = None
-        self.closed = False
-        self.backlog = 0
-        self.is_tw = False
-        self.connect_bind = False
-        self.opts: dict[tuple[int, int], int] = {}
-        self.chain: Any = None
-        self.bind_seq = 0
-        self.sport = 0          # inet_sport: what getsockname() shows (may outlive the port)
-        self.daddr = 0          # peer, IPv4 form
-        self.v6_daddr = 0       # peer, IPv6 form (AF_INET6 sockets)
-        self.dport = 0
-        self.sock_state = 1     # SS_UNCONNECTED
-        self.err = 0            # sk_err (an errno number, reported once)
-        self.peer: Any = None   # the other end of a loopback connection
-        self.accept_queue: list[Any] = []
-        self.listener: Any = None
-        self.in_ehash = False
-        self.expires = 0.0      # TIME_WAIT / FIN_WAIT2 remnants: when the timer fires
-        self.tw_entry = 0.0     # when the remnant was created (tw_entry_stamp)
-        self.tw_ts = True       # the connection used TCP timestamps (tw_ts_recent_stamp != 0)
-        self.timer_seq = 0
-        self.shut = 0           # shutdown() bits: 1 = RD, 2 = WR
+        if v6only:
+            self.v6only = True
+
+    def set_opt(self, key: tuple[int, int], value: Any) -> None:
+        if type(self.opts) is not dict:
+            self.opts = {}
+        self.opts[key] = value
 
     @property
     def proto(self) -> str:
