@@ -76,6 +76,7 @@ class Cause(enum.Enum):
     NOT_CONNECTED = "the socket is not connected"
     SYSCTL_INVALID = "the kernel rejects this value"
     SYSCTL_UNKNOWN = "no such sysctl"
+    SYSCTL_DENIED = "only root may write sysctls (the /proc/sys file is 0644 root)"
     ADDR_EXISTS = "the address is already configured"
     DEVICE_EXISTS = "a device of that name exists"
     NOT_PERMITTED = "operation not permitted"
@@ -125,6 +126,7 @@ ERRNO_DEFAULT: Final[dict[Cause, int]] = {
     Cause.NOT_CONNECTED: errno.ENOTCONN,
     Cause.SYSCTL_INVALID: errno.EINVAL,
     Cause.SYSCTL_UNKNOWN: errno.ENOENT,
+    Cause.SYSCTL_DENIED: errno.EACCES,
     Cause.ADDR_EXISTS: errno.EEXIST,
     Cause.DEVICE_EXISTS: errno.EEXIST,
     Cause.NOT_PERMITTED: errno.EPERM,

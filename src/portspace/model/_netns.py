@@ -265,7 +265,12 @@ class NetNS(ConnectOps):
 
     def sysctl_write(self, name: str, text: str) -> None:
         if self.uid != 0:
-            raise refuse(Op.SYSCTL, Proto.ANY, Cause.NOT_PERMITTED, filename=_proc_path(name))
+            # open(O_WRONLY) of a 0644 root file by another uid [V lockstep: EACCES]
+            try:
+                self.sysctls.check_name(name)
+            except SysctlError as e:
+                raise self._sysctl_error(e) from None
+            raise refuse(Op.SYSCTL, Proto.ANY, Cause.SYSCTL_DENIED, filename=_proc_path(name))
         try:
             self.sysctls.write(name, text)
         except SysctlError as e:
