@@ -94,7 +94,12 @@ class Tables:
             for a in b.addresses:
                 lines.append(f"    {a.address}")
                 for o in a.owners:
-                    lines.append(f"      #{o.fd} {o.state}, uid {o.uid}, {o.options_text()}")
+                    peer = f" -> {o.remote}" if o.remote else ""
+                    if o.time_wait:
+                        left = f", {o.time_left:.1f} s left" if o.time_left is not None else ""
+                        lines.append(f"      {o.state} remnant of #{o.fd}{peer}{left}, {o.options_text()}")
+                    else:
+                        lines.append(f"      #{o.fd} {o.state}{peer}, uid {o.uid}, {o.options_text()}")
         lines.append("TCP listeners (lhash2 chains, lookup order)")
         if not self.tcp_listeners:
             lines.append("  (empty)")

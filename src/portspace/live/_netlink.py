@@ -140,26 +140,33 @@ def dump(protocol: int, request: bytes, seq: int = 1) -> list[bytes]:
         s.bind((0, 0))
         s.sendto(request, (0, 0))
         chunks: list[bytes] = []
+        hdr = NLMSG_HDR.unpack_from
         while True:
             data = s.recv(_RECV_SIZE)
             if not data:
                 raise NetlinkError(errno.EPROTO, "netlink dump ended without NLMSG_DONE")
             chunks.append(data)
-            bad = framing_error(data)
-            if bad is not None:
-                raise NetlinkError(errno.EPROTO, f"malformed netlink reply: {bad}")
-            for mtype, _flags, start, end in iter_messages(data):
+            # Walk the headers only (the payloads are the decoder's business) looking for the
+            # end of the dump; a malformed datagram stops the dump rather than looping.
+            n, off = len(data), 0
+            while off < n:
+                if off + 16 > n:
+                    raise NetlinkError(errno.EPROTO, f"malformed netlink reply: {framing_error(data)}")
+                length, mtype = hdr(data, off)[:2]
+                if length < 16 or off + length > n:
+                    raise NetlinkError(errno.EPROTO, f"malformed netlink reply: {framing_error(data)}")
                 if mtype == NLMSG_DONE:
                     # a dump's DONE may carry an int error (e.g. -EINTR when the table changed
-                    # too much during the dump; ss retries in that case too)
-                    if end - start >= 4:
-                        err = error_code(data, start, end)
+                    # too much during the dump)
+                    if length >= 20:
+                        err = error_code(data, off + 16, off + length)
                         if err:
                             raise NetlinkError(err, f"netlink dump failed: {os.strerror(err)}")
                     return chunks
                 if mtype == NLMSG_ERROR:
-                    err = error_code(data, start, end)
+                    err = error_code(data, off + 16, off + length)
                     if err:
                         raise NetlinkError(err, os.strerror(err))
-                if mtype == NLMSG_OVERRUN:
+                elif mtype == NLMSG_OVERRUN:
                     raise NetlinkError(errno.ENOBUFS, "netlink dump overrun")
+                off += (length + 3) & ~3

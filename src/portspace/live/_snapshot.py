@@ -36,6 +36,7 @@ Kernel facts used here:
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -226,6 +227,15 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
     notes: list[str] = []
     rows: list[SockRow] = []
     used = source
+    # The /proc walk costs about as much as the dump (both are mostly kernel time: a readlink
+    # per fd of every process, a netlink message per socket) and they do not depend on each
+    # other, so the walk runs in a thread meanwhile; both release the GIL in their syscalls.
+    walk: dict[str, _procfs.Holders] = {}
+    walker = None
+    if processes:
+        walker = threading.Thread(target=lambda: walk.setdefault("h", _procfs.scan_holders(root)),
+                                  name="portspace-proc-walk", daemon=True)
+        walker.start()
     if source in ("auto", "sock_diag"):
         try:
             dec = _sockdiag.dump(protos, ports=ports)
@@ -266,8 +276,9 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
     socks = [HostSocket(r, device=by_index.get(r.ifindex) if r.ifindex else None) for r in rows]
     snap = Snapshot(socks, "sock_diag" if used == "sock_diag" else "/proc/net", sysctls, links, addrs, notes,
                     protos, ports, os.geteuid(), _procfs.caller_capabilities(root))
-    if processes:
-        _attribute(snap, root)
+    if walker is not None:
+        walker.join()
+        _attribute(snap, root, walk.get("h") or _procfs.scan_holders(root))
     else:
         for hs in socks:
             if not hs.row.tw:
@@ -280,9 +291,7 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
     return snap
 
 
-def _attribute(snap: Snapshot, root: str) -> None:
-    wanted = {hs.row.inode for hs in snap.sockets if hs.row.inode}
-    holders = _procfs.scan_holders(root, wanted if len(wanted) < 4096 else None)
+def _attribute(snap: Snapshot, root: str, holders: _procfs.Holders) -> None:
     snap.scanned = holders.scanned
     snap.denied = holders.denied
     commands: dict[int, str | None] = {}

@@ -42,6 +42,8 @@ class SockInfo:
     device: str | None
     v6only: bool
     time_wait: bool = False
+    time_left: float | None = None
+    remote: str | None = None
 
     def options_text(self) -> str:
         opts = [n for n, on in (("SO_REUSEADDR", self.reuseaddr), ("SO_REUSEPORT", self.reuseport)) if on]
@@ -52,16 +54,21 @@ class SockInfo:
         return ", ".join(opts) if opts else "no options"
 
     def __str__(self) -> str:
-        kind = "TIME_WAIT remnant of socket" if self.time_wait else "socket"
         fam = "" if self.family == AF_INET else "6"
-        return (f"{kind} #{self.fd} ({self.proto.upper()}{fam} {self.address}:{self.port}, {self.state}, "
+        peer = f" -> {self.remote}" if self.remote else ""
+        if self.time_wait:
+            left = f", {self.time_left:.1f} s left" if self.time_left is not None else ""
+            return (f"{self.state} remnant of socket #{self.fd} ({self.proto.upper()}{fam} "
+                    f"{self.address}:{self.port}{peer}{left}, it had {self.options_text()})")
+        return (f"socket #{self.fd} ({self.proto.upper()}{fam} {self.address}:{self.port}{peer}, {self.state}, "
                 f"uid {self.uid}, {self.options_text()})")
 
     def as_dict(self) -> dict[str, Any]:
         return {"fd": self.fd, "proto": self.proto, "family": "inet6" if self.family == AF_INET6 else "inet",
                 "address": self.address, "port": self.port, "state": self.state, "uid": self.uid,
                 "reuseaddr": self.reuseaddr, "reuseport": self.reuseport, "device": self.device,
-                "v6only": self.v6only, "time_wait": self.time_wait}
+                "v6only": self.v6only, "time_wait": self.time_wait, "time_left": self.time_left,
+                "remote": self.remote}
 
 
 @dataclass(frozen=True)
@@ -126,8 +133,12 @@ class LazyReasons(Sequence[Reason]):
 def sock_info(ns: Any, v: Any) -> SockInfo:
     dev = ns.dev_by_index[v.bound_dev].name if v.bound_dev and v.bound_dev in ns.dev_by_index else None
     state = STATE_NAMES[v.state] if v.tcp else ("UNCONN" if v.state == CLOSE else "ESTAB")
+    left = None
+    if v.is_tw and v.expires:
+        left = max(0.0, v.expires - ns.clock_seconds())
     return SockInfo(v.fd, v.proto, v.family, v.local_text(), v.num, state, v.uid,
-                    bool(v.reuseaddr), bool(v.reuseport), dev, bool(v.v6only), bool(v.is_tw))
+                    bool(v.reuseaddr), bool(v.reuseport), dev, bool(v.v6only), bool(v.is_tw), left,
+                    v.remote_text())
 
 
 def _claims_text(v: Any) -> str:
@@ -149,6 +160,10 @@ def _why_pair(new: Any, old: Any) -> tuple[str, str, str]:
             return ("reuseport-same-uid", "§3.2" if new.tcp else "§3.4",
                     f"{cover}; both have SO_REUSEPORT, but sharing needs the same owner uid "
                     f"(uid {new.uid} vs uid {old.uid})")
+    if old.is_tw and new.reuseaddr and not old.reuseaddr:
+        return ("time-wait-kept-old-flags", "§6.3",
+                f"{cover}; the TIME_WAIT remnant keeps the flags the old socket had, and it had no "
+                f"SO_REUSEADDR, so setting SO_REUSEADDR now does not help")
     if new.reuseaddr != old.reuseaddr and not (new.reuseport and old.reuseport):
         who = "the new socket" if new.reuseaddr else f"socket #{old.fd}"
         return ("reuse-option-on-one-side", "§3.5",
@@ -199,7 +214,10 @@ def _fixes_for_conflict(refusal: Any, blockers: list[Any]) -> list[str]:
     others = [o for o in owners if o.fd not in ids]
     names = " and ".join(f"#{b.fd}" for b in blockers)
     # 1. options on both sides
-    if new.tcp:
+    frozen = [b for b in blockers if b.is_tw]  # a remnant's flags cannot change any more
+    if frozen:
+        pass
+    elif new.tcp:
         listening = [b for b in blockers if b.state == LISTEN]
         if not listening and refusal.op is Op.BIND:
             trial_new = new._replace(reuseaddr=True)
@@ -215,16 +233,24 @@ def _fixes_for_conflict(refusal: Any, blockers: list[Any]) -> list[str]:
                          f"the best match, the last bound on ties)")
     uids = {b.uid for b in blockers if not b.is_tw}
     target_uid = new.uid if not uids or uids == {new.uid} else (uids.pop() if len(uids) == 1 else None)
-    if target_uid is not None:
+    if target_uid is not None and not frozen:
         trial_new = new._replace(reuseport=True, uid=target_uid)
         trial = [o._replace(reuseport=True) if o.fd in ids else o for o in owners]
         if not _conflicts(refusal, trial_new, trial):
             who = "" if target_uid == new.uid else f", and the new socket were created by uid {target_uid}"
             fixes.append(f"SO_REUSEPORT were set on the new socket and on {names} before they bind{who}")
-    # 2. close the blockers
+    # 2. close the blockers, or wait for remnants
     if not _conflicts(refusal, new, others):
-        verb = "closed" if all(not b.is_tw for b in blockers) else "gone"
-        fixes.append(f"{names} were {verb}")
+        live = [b for b in blockers if not b.is_tw]
+        rems = [b for b in blockers if b.is_tw]
+        parts = []
+        if live:
+            parts.append(" and ".join(f"#{b.fd}" for b in live) + " were closed")
+        if rems:
+            wait = max((b.expires - ns.clock_seconds()) for b in rems)
+            parts.append(f"you waited {wait:.1f} s for the TIME_WAIT remnant{'s' if len(rems) > 1 else ''} "
+                         f"of {' and '.join(f'#{b.fd}' for b in rems)} to expire")
+        fixes.append(", and ".join(parts))
     # 3. another address
     if refusal.op is Op.BIND:
         for text, cand in _candidate_addresses(ns, new):

@@ -108,6 +108,9 @@ class Sock:
     def local_text(self) -> str:
         return addr_text(self.family, self.rcv_saddr, self.v6_rcv_saddr)
 
+    def remote_text(self) -> str | None:
+        return SockView.remote_text(self)  # type: ignore[arg-type]
+
     def view(self) -> "SockView":
         return SockView._make(snapshot(self))
 
@@ -134,10 +137,19 @@ class SockView(NamedTuple):
     cov6: int | None
     group: Any
     is_tw: bool
+    expires: float
+    daddr: int
+    v6_daddr: int
+    dport: int
 
     @property
     def proto(self) -> str:
         return "tcp" if self.tcp else "udp"
+
+    def remote_text(self) -> str | None:
+        if not self.dport and not self.daddr and not self.v6_daddr:
+            return None
+        return f"{addr_text(self.family, self.daddr, self.v6_daddr)}:{self.dport}"
 
     def local_text(self) -> str:
         return addr_text(self.family, self.rcv_saddr, self.v6_rcv_saddr)
