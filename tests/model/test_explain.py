@@ -147,3 +147,30 @@ def test_offered_fixes_work(fix_kind):
         assert "port 7003" in text
         addr = ("127.0.0.1", 7003)
     b.bind(addr)
+
+
+def test_time_wait_blocker_explained_with_time_left():
+    """The brief's example: a remnant of the old server, its time left, its frozen flags."""
+    from portspace.diff import run_script
+    ns = portspace.Namespace()
+    run_script(ns, """
+        L = tcp4
+        L bind 0.0.0.0 8080
+        L listen
+        c = tcp4
+        c connect 127.0.0.1 8080
+        a = L accept
+        a close
+        c close
+        L close
+    """)
+    ns.advance(18.8)
+    n = tcp(ns, RA)
+    (r,) = refusal(lambda: n.bind(("0.0.0.0", 8080))).reasons
+    assert r.rule == "time-wait-kept-old-flags"
+    assert r.blocker.time_wait and abs(r.blocker.time_left - 41.2) < 1e-6
+    assert "41.2 s left" in r.message and "does not help" in r.message
+    assert any("waited 41.2 s" in f for f in r.fixes)
+    assert not any(f.startswith("SO_REUSEADDR") for f in r.fixes)
+    ns.advance(41.2)
+    n.bind(("0.0.0.0", 8080))
