@@ -106,20 +106,10 @@ def _default_timeout_ns() -> int:
     return -1 if t is None else round(t * _NS_PER_S)  # the stdlib keeps it in ns: round-trip
 
 
-# Parsed-address cache: (family, address tuple) -> (addr, port, flowinfo, scope_id).  Only
-# plain (str, int[, int, int]) tuples without a "%scope" are cached, so the result cannot
-# depend on the namespace's devices; parsing errors are never cached.
-_PARSED: dict[tuple[int, str, Any], tuple[int, int, int, int]] = {}
-
-
-def _parse_and_cache(family: int, address: Any, caller: str, devices: Any) -> tuple[int, int, int, int]:
-    parsed = sockaddr(family, address, caller, devices)
-    if (type(address) is tuple and type(address[0]) is str and "%" not in address[0]
-            and all(type(x) is int for x in address[1:])):
-        if len(_PARSED) > 65536:
-            _PARSED.clear()
-        _PARSED[(family, address)] = parsed
-    return parsed
+# Host-text cache: (family, host str) -> the address as an int.  Only plain str hosts without
+# a "%scope" are cached, so the result cannot depend on the namespace's devices; parsing errors
+# are never cached.  Ports, flowinfo and scope ids are checked on every call.
+_HOSTS: dict[tuple[int, str], int] = {}
 
 
 class Socket:
@@ -251,18 +241,28 @@ class Socket:
             kernel.bind_v6(sk, addr, port, scope)
 
     def _sockaddr(self, address: Any, caller: str) -> tuple[int, int, int, int]:
-        """Parse an address tuple, through the cache of plain ones (see ``_PARSED``)."""
-        try:
-            parsed = _PARSED.get((self._family, caller, address))
-        except TypeError:  # unhashable: the parser reports it as CPython does
-            parsed = None
-        if parsed is None:
-            parsed = sockaddr(self._family, address, caller, self._ns._kernel.devices)
-            if (type(address) is tuple and address and type(address[0]) is str and "%" not in address[0]
-                    and all(type(x) is int for x in address[1:])):
-                if len(_PARSED) > 65536:
-                    _PARSED.clear()
-                _PARSED[(self._family, caller, address)] = parsed
+        """Parse an address tuple.  Fast path: a plain ``(str, int)`` (or IPv6 ``(str, int[,
+        int[, int]])``) whose host text was parsed before -- the host's address is cached per
+        family (``_HOSTS``), the port checked here; everything else goes through the full
+        CPython-faithful parser."""
+        if type(address) is tuple and 2 <= len(address) <= 4:
+            host = address[0]
+            port = address[1]
+            if type(host) is str and type(port) is int and 0 <= port <= 0xFFFF:
+                a = _HOSTS.get((self._family, host))
+                if a is not None:
+                    if len(address) == 2:
+                        return (a, port, 0, 0)
+                    if self._family == AF_INET6 and all(type(x) is int for x in address[2:]):
+                        flow = address[2] & 0xFFFFFFFF
+                        scope = (address[3] & 0xFFFFFFFF) if len(address) == 4 else 0
+                        if flow <= 0xFFFFF:
+                            return (a, port, flow, scope)
+        parsed = sockaddr(self._family, address, caller, self._ns._kernel.devices)
+        if type(address) is tuple and type(address[0]) is str and "%" not in address[0]:
+            if len(_HOSTS) > 4096:
+                _HOSTS.clear()
+            _HOSTS[(self._family, address[0])] = parsed[0]
         return parsed
 
     def listen(self, *args: Any, **kwargs: Any) -> None:

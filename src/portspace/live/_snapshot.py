@@ -36,7 +36,6 @@ Kernel facts used here:
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -227,15 +226,6 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
     notes: list[str] = []
     rows: list[SockRow] = []
     used = source
-    # The /proc walk costs about as much as the dump (both are mostly kernel time: a readlink
-    # per fd of every process, a netlink message per socket) and they do not depend on each
-    # other, so the walk runs in a thread meanwhile; both release the GIL in their syscalls.
-    walk: dict[str, _procfs.Holders] = {}
-    walker = None
-    if processes:
-        walker = threading.Thread(target=lambda: walk.setdefault("h", _procfs.scan_holders(root)),
-                                  name="portspace-proc-walk", daemon=True)
-        walker.start()
     if source in ("auto", "sock_diag"):
         try:
             dec = _sockdiag.dump(protos, ports=ports)
@@ -276,9 +266,11 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
     socks = [HostSocket(r, device=by_index.get(r.ifindex) if r.ifindex else None) for r in rows]
     snap = Snapshot(socks, "sock_diag" if used == "sock_diag" else "/proc/net", sysctls, links, addrs, notes,
                     protos, ports, os.geteuid(), _procfs.caller_capabilities(root))
-    if walker is not None:
-        walker.join()
-        _attribute(snap, root, walk.get("h") or _procfs.scan_holders(root))
+    if processes:
+        # The walk comes after the dump; a socket closed in between shows no holder (either
+        # order has such a race).  Running the walk in a thread during the dump was measured:
+        # no gain (both halves need the GIL between their syscalls).
+        _attribute(snap, root, _procfs.scan_holders(root))
     else:
         for hs in socks:
             if not hs.row.tw:

@@ -597,7 +597,7 @@ class NetNS(ConnectOps):
         tb = self.bhash.get(port)
         if not searched and tb is not None and tb.tb2s and not _rules.fast_path_admits(tb, sk):
             tcp_conflict = _rules.tcp_conflict
-            for tb2 in tb.tb2s.values():
+            for tb2 in self._tb2s_to_check(tb, sk):
                 for old in tb2.owners:
                     if old is not sk and tcp_conflict(sk, old, True, True):
                         raise self._conflict(sk, port, op, tb)
@@ -613,6 +613,19 @@ class NetNS(ConnectOps):
         _rules.update_fastreuse(tb, sk)
         tb2 = sk.tb2
         tb2.fastreuse, tb2.fastreuseport = tb.fastreuse, tb.fastreuseport
+
+    @staticmethod
+    def _tb2s_to_check(tb: BindBucket, sk: Sock) -> Any:
+        """The bind2 buckets whose owners can overlap ``sk`` (``inet_csk_bind_conflict`` +
+        ``inet_bhash2_addr_any_conflict``): all of them for a wildcard binding; otherwise its
+        own address and the wildcard ones (``::`` and 0.0.0.0 / ``::ffff:0.0.0.0``).  Only an
+        optimisation: the pairwise rule decides, and owners elsewhere cannot overlap
+        (spec §1.2, §2.1).  It keeps bind() O(1) when a port is shared by many addresses."""
+        if sk.cov4 == ANY or sk.cov6 == ANY:
+            return tb.tb2s.values()
+        key = sk.v6_rcv_saddr if sk.family == AF_INET6 else (V4MAPPED_PREFIX | sk.rcv_saddr)
+        get = tb.tb2s.get
+        return [b for b in (get(key), get(0), get(V4MAPPED_PREFIX)) if b is not None]
 
     def _effective_range(self, sk: Sock) -> tuple[int, int, bool]:
         """``inet_connection_sock.c: inet_sk_get_local_port_range`` (spec §5.1): the netns range,
