@@ -17,7 +17,7 @@ def q(proto, endpoint, **kw):
 
 
 def _blockers(case):
-    return [r.blocker for r in case.reasons if r.blocker is not None]
+    return [b for r in case.reasons for b in ([r.blocker] if r.blocker is not None else []) + r.others]
 
 
 # ---- definite answers -------------------------------------------------------------------
@@ -65,8 +65,11 @@ def test_explain_names_the_holder():
 
 def test_explain_reuseport_group_names_every_member():
     v = explain(standard(), q("tcp", "0.0.0.0:7000", reuseport=True, uid=1000))
-    assert sorted(b.pids[0] for b in _blockers(v.cases[0])) == [300, 301, 302]
-    assert all(r.rule == "reuseport-same-uid" for r in v.cases[0].reasons)
+    (r,) = v.cases[0].reasons                                     # one class of equivalent sockets
+    assert r.rule == "reuseport-same-uid"
+    assert sorted(b.pids[0] for b in [r.blocker] + r.others) == [300, 301, 302]
+    assert [n for _, _, n in r.others_by_holder()] == [1, 1]
+    assert "(and 2 like it)" in " ".join(r.fixes)
 
 
 # ---- unknown flags: both cases ------------------------------------------------------------
@@ -168,7 +171,9 @@ def test_load_maps_model_fds_to_host_sockets():
     snap = standard()
     ns, fd_map, notes = load(snap, "tcp")
     assert notes == []
-    assert sorted(hs.row.lport for hs in fd_map.values()) == [5000, 7000, 7000, 7000, 7100, 40001, 41000]
+    # the three members of the reuseport group are equivalent: one model socket stands for them
+    assert sorted((cls[0].row.lport, len(cls)) for cls in fd_map.values()) == [
+        (5000, 1), (7000, 3), (7100, 1), (40001, 1), (41000, 1)]
     ns.check_invariants()
 
 

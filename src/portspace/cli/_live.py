@@ -107,6 +107,8 @@ def add_parsers(sub: Any, parent: argparse.ArgumentParser | None = None) -> None
     proto.add_argument("--udp", action="store_true", help="UDP only")
     ls.add_argument("--port", type=_port, metavar="P", help="only sockets with local port P")
     ls.add_argument("--pid", type=_pid, metavar="PID", help="only sockets held by process PID")
+    ls.add_argument("--all-flags", action="store_true",
+                    help="also read SO_REUSEADDR/SO_REUSEPORT of connected sockets (one pidfd_getfd each)")
     _common(ls)
 
     ex = sub.add_parser("explain", help="would bind()/listen() of this address succeed here, and why not",
@@ -165,22 +167,26 @@ _STATE_COLOURS = {"LISTEN": "32", "BOUND": "33", "TIME_WAIT": "2", "FIN_WAIT2": 
 
 
 def _table(rows: list[list[str]], header: list[str], out: TextIO, style: _Style, colour_col: int = -1) -> None:
+    """Left-aligned columns two spaces apart, the last one unpadded.  One format string for
+    all rows (20 000 rows in ~25 ms); colour is added after padding so widths stay right."""
     widths = [len(h) for h in header]
-    for r in rows:
-        for i, c in enumerate(r):
-            if len(c) > widths[i]:
-                widths[i] = len(c)
+    for i in range(len(header)):
+        col = [r[i] for r in rows]
+        if col:
+            widths[i] = max(widths[i], max(map(len, col)))
     last = len(header) - 1
-    lines = ["  ".join(h.ljust(widths[i]) if i < last else h for i, h in enumerate(header)).rstrip()]
-    for r in rows:
-        cells = []
-        for i, c in enumerate(r):
-            text = c.ljust(widths[i]) if i < last else c
-            if i == colour_col and style.on:
-                text = style(c, _STATE_COLOURS.get(c, "0")) + " " * (widths[i] - len(c))
-            cells.append(text)
-        lines.append("  ".join(cells).rstrip())
-    out.write("\n".join(lines) + "\n")
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:last]) + "  {}"
+    lines = [fmt.format(*header).rstrip()]
+    if style.on and colour_col >= 0:
+        w = widths[colour_col]
+        for r in rows:
+            r = list(r)
+            r[colour_col] = style(r[colour_col], _STATE_COLOURS.get(r[colour_col], "0")) + " " * (w - len(r[colour_col]))
+            lines.append(fmt.format(*r).rstrip())
+    else:
+        lines.extend(fmt.format(*r).rstrip() for r in rows)
+    out.write("\n".join(lines))
+    out.write("\n")
 
 
 # ------------------------------------------------------------------------------------------
@@ -201,50 +207,92 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _procs_text(hs: Any) -> str:
+def _procs_text(hs: Any, comms: dict[int, str]) -> str:
+    """``1234/nginx fd 6``; several fds of one process ``fd 6+7``; several processes comma
+    separated; ``-`` for a remnant, ``?`` when no holder is visible."""
+    holders = hs.holders
+    if not holders:
+        return "-" if hs.row.tw else "?"
+    if len(holders) == 1:
+        h = holders[0]
+        comm = comms.get(h.pid)
+        if comm is None:
+            from portspace.live import comm_of
+            comm = comms[h.pid] = comm_of(h.command)
+        return f"{h.pid}/{comm} fd {h.fd}"
     from portspace.live import comm_of
-    if hs.row.tw:
-        return "-"
-    if not hs.holders:
-        return "?"
     seen: dict[int, list[int]] = {}
-    names: dict[int, str] = {}
-    for h in hs.holders:
+    for h in holders:
         seen.setdefault(h.pid, []).append(h.fd)
-        names[h.pid] = comm_of(h.command)
-    return ",".join(f"{pid}/{names[pid]} fd {'+'.join(map(str, fds))}" for pid, fds in seen.items())
+        comms.setdefault(h.pid, comm_of(h.command))
+    return ",".join(f"{pid}/{comms[pid]} fd {'+'.join(map(str, fds))}" for pid, fds in seen.items())
 
 
-def _ls_flags(hs: Any) -> str:
-    return (hs.flags_text().replace("SO_REUSEADDR", "reuseaddr").replace("SO_REUSEPORT", "reuseport")
-            .replace("IPV6_V6ONLY", "v6only"))
+def _ls_flags(hs: Any, cache: dict[tuple, str]) -> str:
+    key = (hs.row.family, hs.reuseaddr, hs.reuseport, hs.row.v6only, hs.row.laddr == 0, hs.device, hs.row.ifindex)
+    text = cache.get(key)
+    if text is None:
+        text = cache[key] = (hs.flags_text().replace("SO_REUSEADDR", "reuseaddr")
+                             .replace("SO_REUSEPORT", "reuseport").replace("IPV6_V6ONLY", "v6only"))
+    return text
 
 
 def _ls(args: argparse.Namespace, snapshot: Any) -> int:
     protos = ("tcp",) if args.tcp else ("udp",) if args.udp else ("tcp", "udp")
     ports = (args.port, args.port) if args.port is not None else None
-    snap = snapshot(protos, ports, source=args.source)
+    if args.all_flags:
+        read_flags: Any = True
+    else:
+        # Flags of sockets that hold a port on their own (listening, bound-only, unconnected
+        # UDP); connected ones only with --all-flags: one pidfd_getfd per socket adds up.
+        read_flags = _unconnected
+    snap = snapshot(protos, ports, source=args.source, read_flags=read_flags)
     socks = snap.sockets
     if args.pid is not None:
         socks = [hs for hs in socks if args.pid in hs.pids]
     socks.sort(key=lambda hs: (hs.row.proto, hs.row.lport, hs.row.family, hs.row.laddr, hs.row.state,
                                hs.row.raddr, hs.row.rport))
+    if not args.all_flags and any(hs.flags_note == "not read" for hs in socks):
+        snap.notes.append("the flags of connected sockets were not read (--all-flags reads them)")
     if args.json:
-        json.dump({"source": snap.source, "sockets": [hs.as_dict() for hs in socks], "notes": snap.notes},
-                  sys.stdout, indent=1)
+        # the C encoder (no indent): 20 000 sockets in a fraction of the indented time
+        sys.stdout.write(json.dumps({"source": snap.source, "sockets": [hs.as_dict() for hs in socks],
+                                     "notes": snap.notes}))
         sys.stdout.write("\n")
         return 0
     style = _Style(sys.stdout)
     rows = []
+    from portspace.live import endpoint_text
+    addrs: dict[tuple, str] = {}   # (family, address, device) -> "127.0.0.1" / "[::1]"; ports vary
+    flags: dict[tuple, str] = {}
+    comms: dict[int, str] = {}
+
+    def end(family: int, addr: int, port: int, dev: str | None) -> str:
+        key = (family, addr, dev)
+        a = addrs.get(key)
+        if a is None:
+            a = addrs[key] = endpoint_text(family, addr, 1, dev)[:-2]
+        return f"{a}:{port}" if port else f"{a}:*"
+
     for hs in socks:
         r = hs.row
-        timer = f"{r.expires_ms / 1000:.1f}s" if r.tw and r.expires_ms is not None else "-"
-        fam = "6" if r.family == 10 else ""
-        rows.append([r.proto + fam, r.state_text, hs.local, hs.peer, "-" if r.tw else str(r.uid), _ls_flags(hs),
-                     timer, _procs_text(hs)])
+        local = end(r.family, r.laddr, r.lport, hs.device)
+        peer = end(r.family, r.raddr, r.rport, hs.device) if r.rport else "*"
+        if r.tw:
+            timer = f"{r.expires_ms / 1000:.1f}s" if r.expires_ms is not None else "?"
+            uid = "-"
+        else:
+            timer = "-"
+            uid = str(r.uid)
+        rows.append([r.proto + ("6" if r.family == 10 else ""), r.state_text, local, peer, uid,
+                     _ls_flags(hs, flags), timer, _procs_text(hs, comms)])
     _table(rows, ["PROTO", "STATE", "LOCAL", "PEER", "UID", "FLAGS", "TW-LEFT", "PROCESS"], sys.stdout, style, 1)
     _notes(snap.notes)
     return 0
+
+
+def _unconnected(row: Any) -> bool:
+    return not row.rport
 
 
 def _notes(notes: Sequence[str]) -> None:
@@ -271,7 +319,8 @@ def _explain(args: argparse.Namespace, snapshot: Any) -> int:
     except ValueError as e:
         sys.stderr.write(f"{err}{e}\n")
         return 2
-    snap = snapshot((proto,), window_for(q), source=args.source)
+    # flags are read by explain() itself, only for the sockets that matter
+    snap = snapshot((proto,), window_for(q), source=args.source, read_flags=False)
     v = explain(snap, q)
     notes = list(snap.notes) + [n for n in v.notes if n not in snap.notes]
     if args.json:

@@ -111,7 +111,7 @@ class FlagReader:
             return None, None, _why(ctypes.get_errno(), pid)
         try:
             if os.fstat(copy).st_ino != inode:
-                return None, None, f"fd {fd} of pid {pid} changed during the scan"
+                return None, None, "the holder reused the fd number during the scan"
             val = ctypes.c_int(0)
             size = ctypes.c_uint32(4)
             out = []
@@ -128,12 +128,14 @@ class FlagReader:
 
 
 def _why(err: int, pid: int) -> str:
+    """Why the flags are unknown; the same text for every socket of the same cause (the
+    snapshot counts sockets per cause), so the pid is not part of it."""
     if err in (errno.EPERM, errno.EACCES):
-        return f"not permitted to borrow pid {pid}'s fds (pidfd_getfd needs ptrace rights: root or the same user)"
+        return "not permitted (pidfd_getfd needs ptrace rights over the holder: root, or the same user)"
     if err == errno.ESRCH:
-        return f"pid {pid} exited"
+        return "the holding process exited"
     if err == errno.EBADF:
-        return f"the fd was closed by pid {pid}"
+        return "the holder closed the fd"
     if err == errno.ENOSYS:
         return "pidfd_getfd is not supported by this kernel (needs Linux >= 5.6)"
     return f"pidfd_getfd failed: {os.strerror(err)}"

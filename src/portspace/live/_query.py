@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._procfs import CAP_NET_BIND_SERVICE
-from ._snapshot import FLAG_NAMES, HostSocket, Snapshot, load, never
+from ._snapshot import FLAG_NAMES, NOT_READ, HostSocket, Snapshot, load, never, read_flags
 from ..model._addr import AF_INET, AF_INET6, format_ipv6
 from ..model._errors import Op
 from ..model._explain import explain_success
@@ -204,6 +204,7 @@ class Verdict:
     deciding: list[tuple[HostSocket, str]] = field(default_factory=list)
     also_possible: list[HostSocket] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    suspects: list[HostSocket] = field(default_factory=list)   # blockers whose unknown flags could decide
 
     @property
     def exit_code(self) -> int:
@@ -238,7 +239,7 @@ class _Asker:
                 self.notes.append("the caller is root without CAP_NET_BIND_SERVICE; the model gives uid 0 every "
                                   "capability, so ports below ip_unprivileged_port_start are answered as for full root")
 
-    def ask(self, assume) -> tuple[Case, dict[int, HostSocket]]:
+    def ask(self, assume) -> tuple[Case, dict[int, list[HostSocket]]]:
         q = self.q
         ns, fd_map, notes = load(self.snap, q.proto, assume, unprivileged_start=self.unpriv)
         for n in notes:
@@ -294,7 +295,7 @@ _SOCKET_REF = re.compile(r"\bsocket #(\d+)")
 _FD_RUN = re.compile(r"#\d+(?: and #\d+){3,}")
 
 
-def _host_reasons(model_reasons: Any, fd_map: dict[int, HostSocket], new_fd: int) -> list[HostReason]:
+def _host_reasons(model_reasons: Any, fd_map: dict[int, list[HostSocket]], new_fd: int) -> list[HostReason]:
     """Model reasons -> host reasons: fds become host names; of many blockers of the same rule
     (a busy server port: thousands of accepted connections), the first few are described and
     the rest listed in ``others``.  Fix sentences are shared by all reasons of one refusal and
@@ -304,8 +305,16 @@ def _host_reasons(model_reasons: Any, fd_map: dict[int, HostSocket], new_fd: int
     def label(fd: int) -> str:
         text = labels.get(fd)
         if text is None:
-            hs = fd_map.get(fd)
-            text = labels[fd] = "the new socket" if fd == new_fd else hs.label() if hs is not None else f"#{fd}"
+            cls = fd_map.get(fd)
+            if fd == new_fd:
+                text = "the new socket"
+            elif cls is None:
+                text = f"#{fd}"
+            elif len(cls) == 1:
+                text = cls[0].label()
+            else:
+                text = f"{cls[0].label()} (and {len(cls) - 1} like it)"
+            labels[fd] = text
         return text
 
     def shorten(m: re.Match[str]) -> str:
@@ -322,10 +331,11 @@ def _host_reasons(model_reasons: Any, fd_map: dict[int, HostSocket], new_fd: int
     by_rule: dict[tuple[str, str], HostReason] = {}
     shown: dict[tuple[str, str], int] = {}
     for r in model_reasons:
-        blocker = fd_map.get(r.blocker.fd) if r.blocker is not None else None
+        cls = fd_map.get(r.blocker.fd) if r.blocker is not None else None
+        blocker = cls[0] if cls else None
         key = (r.rule, r.spec)
         if blocker is not None and shown.get(key, 0) >= SHOWN_PER_RULE:
-            by_rule[key].others.append(blocker)
+            by_rule[key].others.extend(cls)  # type: ignore[arg-type]
             continue
         message = r.message
         if r.blocker is not None and blocker is not None:
@@ -336,7 +346,7 @@ def _host_reasons(model_reasons: Any, fd_map: dict[int, HostSocket], new_fd: int
             if t is None:
                 t = fix_cache[f] = names(f)
             fixes.append(t)
-        hr = HostReason(r.rule, r.spec, names(message), fixes, blocker)
+        hr = HostReason(r.rule, r.spec, names(message), fixes, blocker, list(cls[1:]) if cls else [])
         out.append(hr)
         if blocker is not None:
             shown[key] = shown.get(key, 0) + 1
@@ -371,7 +381,55 @@ def _labels_text(socks: list[HostSocket], shown: int = 3) -> str:
 
 
 def explain(snap: Snapshot, q: Question) -> Verdict:
-    """Answer ``q`` against ``snap`` (see the module header)."""
+    """Answer ``q`` against ``snap`` (see the module header).
+
+    Flags are read lazily: a snapshot taken with ``read_flags=False`` has every held socket's
+    flags :data:`~._snapshot.NOT_READ`; the first answer treats them as unknown, then only the
+    sockets that matter -- the blockers it names, and those whose unknown flags could decide --
+    are read (pidfd_getfd) and the question asked again.  Flags of the others cannot change the
+    answer (an unknown flag only relaxes, so a socket that does not block with its flags off
+    never blocks), which saves one pidfd_getfd per connection on a busy port."""
+    v = _explain(snap, q)
+    for _ in range(2):
+        seen: set[int] = set()
+        todo = []
+        for hs in _worth_reading(v):
+            if hs.flags_note == NOT_READ and id(hs) not in seen:
+                seen.add(id(hs))
+                todo.append(hs)
+        if not todo:
+            break
+        read_flags(snap, todo)
+        v = _explain(snap, q)
+        v.notes.extend(n for n in snap.notes if n.startswith("SO_REUSEADDR/SO_REUSEPORT unknown")
+                       and n not in v.notes)
+    unread = sum(1 for hs in snap.sockets if hs.row.proto == q.proto and hs.flags_note == NOT_READ)
+    if unread:
+        v.notes.append(f"the flags of {unread} other socket{'s' if unread != 1 else ''} were not read: "
+                       "they cannot change the answer")
+    return v
+
+
+# Of the sockets a reason stands for (its blocker and the ones like it), up to this many have
+# their flags read when the answer did not need them: enough for a reuseport group to be
+# described as one, not a pidfd_getfd per connection of a busy port.
+READ_PER_REASON = 64
+
+
+def _worth_reading(v: Verdict) -> list[HostSocket]:
+    """The sockets whose unread flags are read before asking again: those named in the answer
+    (and up to READ_PER_REASON like each), and every one whose flags could decide it."""
+    out: list[HostSocket] = []
+    for c in v.cases:
+        for r in c.reasons:
+            if r.blocker is not None:
+                out.append(r.blocker)
+                out.extend(r.others[:READ_PER_REASON - 1])
+    out += [hs for hs, _ in v.deciding] + v.also_possible + v.suspects
+    return out
+
+
+def _explain(snap: Snapshot, q: Question) -> Verdict:
     asker = _Asker(snap, q)
     pess, _ = asker.ask(never)
     unknown = [(hs, f) for hs in snap.sockets if hs.row.proto == q.proto for f in hs.unknown_flags()]
@@ -413,6 +471,7 @@ def explain(snap: Snapshot, q: Question) -> Verdict:
     # pessimistic fails, optimistic succeeds: it depends on what could not be read
     v.status = "depends"
     suspects = [(hs, f) for hs in _blockers(pess) for f in hs.unknown_flags()]
+    v.suspects = [hs for hs, _ in suspects]
     if q.port == 0 or not suspects or len(suspects) > MAX_SUSPECTS:
         # (one load per suspect would be too slow; the per-kind analysis below still answers)
         suspects_needed: list[tuple[HostSocket, str]] = []

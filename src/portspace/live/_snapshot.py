@@ -275,7 +275,7 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
         for hs in socks:
             if not hs.row.tw:
                 hs.flags_note = "processes were not scanned"
-    if processes and read_flags:
+    if processes:
         _read_flags(snap, read_flags)
     for hs in socks:
         if hs.row.tw:
@@ -302,22 +302,39 @@ def _attribute(snap: Snapshot, root: str, holders: _procfs.Holders) -> None:
             hs.holders.append(Holder(pid, fd, commands[pid]))
     if holders.denied:
         who = "not root" if snap.euid != 0 else "denied"
-        snap.notes.append(f"could not read the fds of {len(holders.denied)} processes ({who}); "
+        snap.notes.append(f"could not read the fds of {_count(len(holders.denied), 'process', 'processes')} ({who}); "
                           f"their sockets show no process and unknown flags")
     if holders.vanished:
-        snap.notes.append(f"{holders.vanished} processes exited during the scan")
+        snap.notes.append(f"{_count(holders.vanished, 'process', 'processes')} exited during the scan")
     if unattributed:
-        snap.notes.append(f"{unattributed} sockets have no visible holder (another user's process, "
+        snap.notes.append(f"{_count(unattributed, 'socket')} without a visible holder (another user's process, "
                           "a process in another pid namespace, or one that just exited)")
 
 
+NOT_READ = "not read"
+
+
 def _read_flags(snap: Snapshot, policy: bool | FlagPolicy) -> None:
+    """Read the flags of the held sockets ``policy`` selects (all when True); the others are
+    marked :data:`NOT_READ`."""
+    chosen = []
+    for hs in snap.sockets:
+        if not hs.holders:
+            continue
+        if policy is True or (policy is not False and policy(hs.row)):  # type: ignore[operator]
+            chosen.append(hs)
+        else:
+            hs.flags_note = NOT_READ
+    read_flags(snap, chosen)
+
+
+def read_flags(snap: Snapshot, sockets: Iterable[HostSocket]) -> None:
+    """Read SO_REUSEADDR/SO_REUSEPORT of ``sockets`` (through any of their holders) and note
+    in ``snap.notes`` how many stay unknown, and why."""
+    failures: dict[str, int] = {}
     with FlagReader() as reader:
-        failures: dict[str, int] = {}
-        for hs in snap.sockets:
-            if not hs.holders or (policy is not True and not policy(hs.row)):  # type: ignore[operator]
-                if hs.holders:
-                    hs.flags_note = "not read"
+        for hs in sockets:
+            if not hs.holders:
                 continue
             why = None
             for h in hs.holders:
@@ -327,9 +344,13 @@ def _read_flags(snap: Snapshot, policy: bool | FlagPolicy) -> None:
                     break
             if why is not None:
                 hs.flags_note = why
-                failures[why.split(" pid ")[0]] = failures.get(why.split(" pid ")[0], 0) + 1
-        for why, n in failures.items():
-            snap.notes.append(f"SO_REUSEADDR/SO_REUSEPORT unknown for {n} sockets: {why}")
+                failures[why] = failures.get(why, 0) + 1
+    for why, n in failures.items():
+        snap.notes.append(f"SO_REUSEADDR/SO_REUSEPORT unknown for {_count(n, 'socket')}: {why}")
+
+
+def _count(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
 # ------------------------------------------------------------------------------------------
@@ -348,9 +369,18 @@ def never(_hs: HostSocket, _flag: str) -> bool:
 def load(snap: Snapshot, proto: str, assume: Assume = never, *, unprivileged_start: int | None = None):
     """Build a model :class:`portspace.Namespace` holding the snapshot's ``proto`` sockets.
 
-    Returns ``(ns, fd_map, notes)``: ``fd_map`` maps each adopted socket's model fd to its
-    HostSocket; ``notes`` says what could not be loaded.  ``unprivileged_start`` overrides
-    ``ip_unprivileged_port_start`` (used to give a non-root caller its CAP_NET_BIND_SERVICE).
+    Returns ``(ns, fd_map, notes)``: ``fd_map`` maps each adopted socket's model fd to the host
+    sockets it stands for; ``notes`` says what could not be loaded.  ``unprivileged_start``
+    overrides ``ip_unprivileged_port_start`` (used to give a non-root caller its
+    CAP_NET_BIND_SERVICE).
+
+    Equivalent sockets are loaded once.  Whether an owner conflicts with a new socket depends
+    only on its family, local address and port, device, uid, SO_REUSEADDR, SO_REUSEPORT,
+    IPV6_V6ONLY, whether it listens and whether it is a remnant (spec §3.2-3.5; ``adopt`` keeps
+    the bucket fast path shut, so the decision is pairwise).  Sockets equal in all of these
+    (plus the state, which explanations print) are one *class*; one representative is adopted
+    and ``fd_map`` lists the whole class, representative first.  A busy server port with
+    thousands of accepted connections thus costs the model one socket, not thousands.
     """
     import portspace
     ns = portspace.Namespace(seed=0)
@@ -381,26 +411,35 @@ def load(snap: Snapshot, proto: str, assume: Assume = never, *, unprivileged_sta
                 kernel.add_address_v6(a.addr, a.plen, dev)
         except OSError:
             pass  # the same address twice (e.g. 127.0.0.1 on lo): already there
-    fd_map: dict[int, HostSocket] = {}
+    classes: dict[tuple, list[HostSocket]] = {}
     for hs in snap.sockets:
         r = hs.row
         if r.proto != proto or r.state in (SYN_RECV, TCP_NEW_SYN_RECV) or not r.lport:
             continue
-        if r.family == AF_INET:
-            rcv, v6 = r.laddr, 0
-        elif v6_is_mapped(r.laddr):
-            rcv, v6 = r.laddr & 0xFFFFFFFF, r.laddr
-        else:
-            rcv, v6 = (0 if r.laddr == 0 else LOOPBACK4_IPV6), r.laddr
         v6only = hs.v6only
         if v6only is None:
             v6only = assume(hs, "v6only")
         ra = hs.reuseaddr if hs.reuseaddr is not None else assume(hs, "reuseaddr")
         rp = hs.reuseport if hs.reuseport is not None else assume(hs, "reuseport")
-        sk = kernel.adopt(tcp=proto == "tcp", family=r.family, rcv_saddr=rcv, v6_rcv_saddr=v6, port=r.lport,
-                          v6only=bool(v6only) and r.family == AF_INET6, bound_dev=r.ifindex, uid=r.uid,
-                          reuseaddr=ra, reuseport=rp, state=r.state, is_tw=r.tw)
-        fd_map[sk.fd] = hs
+        key = (r.family, r.laddr, r.lport, r.ifindex, r.uid, bool(ra), bool(rp),
+               bool(v6only) and r.family == AF_INET6, r.state, r.tw)
+        members = classes.get(key)
+        if members is None:
+            classes[key] = [hs]
+        else:
+            members.append(hs)
+    fd_map: dict[int, list[HostSocket]] = {}
+    for (family, laddr, port, ifindex, uid, ra, rp, v6only, state, tw), members in classes.items():
+        if family == AF_INET:
+            rcv, v6 = laddr, 0
+        elif v6_is_mapped(laddr):
+            rcv, v6 = laddr & 0xFFFFFFFF, laddr
+        else:
+            rcv, v6 = (0 if laddr == 0 else LOOPBACK4_IPV6), laddr
+        sk = kernel.adopt(tcp=proto == "tcp", family=family, rcv_saddr=rcv, v6_rcv_saddr=v6, port=port,
+                          v6only=v6only, bound_dev=ifindex, uid=uid, reuseaddr=ra, reuseport=rp, state=state,
+                          is_tw=tw)
+        fd_map[sk.fd] = members
     return ns, fd_map, notes
 
 
