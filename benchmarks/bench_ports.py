@@ -135,7 +135,7 @@ WORKLOADS: list[tuple[str, str, Callable[..., tuple[float, dict[str, int]]], int
 ]
 
 
-def counts(scale: float) -> tuple[float, dict[str, int]]:
+def counts(scale: float) -> dict[str, int]:
     out = {}
     for key, _label, _fn, base in WORKLOADS:
         n = max(1, round(base * scale))
