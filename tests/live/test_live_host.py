@@ -460,3 +460,40 @@ def test_ports_with_reserved_ports_and_a_small_range():
         assert e.value.errno == errno.EADDRNOTAVAIL
         code, out, _ = kns.run(cli, ["ports", "--json"])
         assert json.loads(out)["destinations"][0]["connections_left"] == 0
+
+
+# ---- the inspector only reads ------------------------------------------------------------------
+
+
+def run_audited(argvs):
+    """Run the commands under an audit hook that records every open() of /proc or /sys for
+    writing (the child is disposable: the hook cannot be removed)."""
+    events = []
+
+    def hook(event, args):
+        if event == "open" and isinstance(args[0], (str, bytes)):
+            path, mode, flags = os.fsdecode(args[0]), args[1] or "", args[2] or 0
+            writes = any(c in mode for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+            if writes and os.path.abspath(path).startswith(("/proc", "/sys")):
+                events.append(path)
+    sys.addaudithook(hook)
+    return [cli(a)[0] for a in argvs], events
+
+
+def test_inspector_only_reads():
+    with KernelNamespace() as kns:
+        lst = kns.socket()
+        lst.setsockopt(SOL, socket.SO_REUSEPORT, 1)
+        lst.bind(("127.0.0.1", 5000))
+        lst.listen()
+        codes, writes = kns.run(run_audited, [["ls", "--all-flags"], ["ls", "--source", "procnet"],
+                                              ["explain", "tcp", "127.0.0.1:5000", "--reuseport", "--listen"],
+                                              ["ports"]])
+        assert codes == [0, 0, 0, 0] and writes == []
+        # the sockets whose flags were borrowed are untouched: same options, still accepting
+        assert lst.getsockopt(SOL, socket.SO_REUSEPORT) == 1 and lst.getsockopt(SOL, socket.SO_REUSEADDR) == 0
+        c = kns.socket()
+        c.connect(("127.0.0.1", 5000))
+        a, _ = lst.accept()
+        for s in (a, c, lst):
+            s.close()

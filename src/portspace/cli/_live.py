@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import operator
 import os
 import sys
 from typing import Any, Sequence, TextIO
@@ -250,8 +251,9 @@ def _ls(args: argparse.Namespace, snapshot: Any) -> int:
     socks = snap.sockets
     if args.pid is not None:
         socks = [hs for hs in socks if args.pid in hs.pids]
-    socks.sort(key=lambda hs: (hs.row.proto, hs.row.lport, hs.row.family, hs.row.laddr, hs.row.state,
-                               hs.row.raddr, hs.row.rport))
+    # by protocol, local port, family, address, state, peer (rows are tuples: index, no attributes)
+    order = operator.itemgetter(0, 4, 1, 3, 2, 5, 6)
+    socks.sort(key=lambda hs: order(hs.row))
     if not args.all_flags and any(hs.flags_note == "not read" for hs in socks):
         snap.notes.append("the flags of connected sockets were not read (--all-flags reads them)")
     if args.json:
@@ -267,25 +269,35 @@ def _ls(args: argparse.Namespace, snapshot: Any) -> int:
     flags: dict[tuple, str] = {}
     comms: dict[int, str] = {}
 
-    def end(family: int, addr: int, port: int, dev: str | None) -> str:
-        key = (family, addr, dev)
-        a = addrs.get(key)
-        if a is None:
-            a = addrs[key] = endpoint_text(family, addr, 1, dev)[:-2]
-        return f"{a}:{port}" if port else f"{a}:*"
-
+    states: dict[tuple[str, int], str] = {}
+    from portspace.live import state_name
+    append = rows.append
+    # the hot loop (one pass per socket): caches for everything that repeats
     for hs in socks:
-        r = hs.row
-        local = end(r.family, r.laddr, r.lport, hs.device)
-        peer = end(r.family, r.raddr, r.rport, hs.device) if r.rport else "*"
-        if r.tw:
-            timer = f"{r.expires_ms / 1000:.1f}s" if r.expires_ms is not None else "?"
-            uid = "-"
+        proto, family, state, laddr, lport, raddr, rport, _if, uid, _ino, _v6, _t, expires, tw, _c = hs.row
+        dev = hs.device
+        a = addrs.get((family, laddr, dev))
+        if a is None:
+            a = addrs[(family, laddr, dev)] = endpoint_text(family, laddr, 1, dev)[:-2]
+        local = f"{a}:{lport}"
+        if rport:
+            a = addrs.get((family, raddr, dev))
+            if a is None:
+                a = addrs[(family, raddr, dev)] = endpoint_text(family, raddr, 1, dev)[:-2]
+            peer = f"{a}:{rport}"
+        else:
+            peer = "*"
+        st = states.get((proto, state))
+        if st is None:
+            st = states[(proto, state)] = state_name(proto, state)
+        if tw:
+            timer = f"{expires / 1000:.1f}s" if expires is not None else "?"
+            owner = "-"
         else:
             timer = "-"
-            uid = str(r.uid)
-        rows.append([r.proto + ("6" if r.family == 10 else ""), r.state_text, local, peer, uid,
-                     _ls_flags(hs, flags), timer, _procs_text(hs, comms)])
+            owner = str(uid)
+        append([proto + ("6" if family == 10 else ""), st, local, peer, owner, _ls_flags(hs, flags), timer,
+                _procs_text(hs, comms)])
     _table(rows, ["PROTO", "STATE", "LOCAL", "PEER", "UID", "FLAGS", "TW-LEFT", "PROCESS"], sys.stdout, style, 1)
     _notes(snap.notes)
     return 0

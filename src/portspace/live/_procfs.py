@@ -124,6 +124,7 @@ def scan_holders(root: str = "/proc", wanted: set[int] | frozenset[int] | None =
                 out.vanished += 1
                 continue
             out.scanned += 1
+            # the hot loop (one pass per fd of every process): parse_socket_link inlined
             for fd_name in fds:
                 try:
                     target = readlink(fd_name, dir_fd=dfd)
@@ -131,16 +132,18 @@ def scan_holders(root: str = "/proc", wanted: set[int] | frozenset[int] | None =
                     continue  # the fd was closed meanwhile, or the process exited
                 if target[:prefix_len] != _SOCKET_PREFIX:
                     continue
-                inode = parse_socket_link(target)
-                if inode is None or (wanted is not None and inode not in wanted):
+                try:
+                    inode = int(target[prefix_len:-1])
+                    fd = int(fd_name)
+                except ValueError:
                     continue
-                if not fd_name.isdigit():
+                if target[-1] != "]" or (wanted is not None and inode not in wanted):
                     continue
                 holders = by_inode.get(inode)
                 if holders is None:
-                    by_inode[inode] = [(pid, int(fd_name))]
+                    by_inode[inode] = [(pid, fd)]
                 else:
-                    holders.append((pid, int(fd_name)))
+                    holders.append((pid, fd))
         finally:
             os.close(dfd)
     return out

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._procfs import CAP_NET_BIND_SERVICE
-from ._snapshot import FLAG_NAMES, NOT_READ, HostSocket, Snapshot, load, never, read_flags
+from ._snapshot import FLAG_NAMES, NOT_READ, Assumption, HostSocket, Snapshot, load, never, read_flags
 from ..model._addr import AF_INET, AF_INET6, format_ipv6
 from ..model._errors import Op
 from ..model._explain import explain_success
@@ -239,7 +239,7 @@ class _Asker:
                 self.notes.append("the caller is root without CAP_NET_BIND_SERVICE; the model gives uid 0 every "
                                   "capability, so ports below ip_unprivileged_port_start are answered as for full root")
 
-    def ask(self, assume) -> tuple[Case, dict[int, list[HostSocket]]]:
+    def ask(self, assume: Assumption) -> tuple[Case, dict[int, list[HostSocket]]]:
         q = self.q
         ns, fd_map, notes = load(self.snap, q.proto, assume, unprivileged_start=self.unpriv)
         for n in notes:
@@ -384,25 +384,25 @@ def explain(snap: Snapshot, q: Question) -> Verdict:
     """Answer ``q`` against ``snap`` (see the module header).
 
     Flags are read lazily: a snapshot taken with ``read_flags=False`` has every held socket's
-    flags :data:`~._snapshot.NOT_READ`; the first answer treats them as unknown, then only the
-    sockets that matter -- the blockers it names, and those whose unknown flags could decide --
-    are read (pidfd_getfd) and the question asked again.  Flags of the others cannot change the
-    answer (an unknown flag only relaxes, so a socket that does not block with its flags off
-    never blocks), which saves one pidfd_getfd per connection on a busy port."""
+    flags :data:`~._snapshot.NOT_READ`.  The first answer treats them as unknown; then only the
+    sockets that matter are read (pidfd_getfd) and the question is asked again: first those
+    whose unknown flags could decide (when the answer depends), then those the answer names
+    (up to READ_PER_REASON per reason, so that their description is exact).  The flags of the
+    others cannot change the answer -- an unknown flag only relaxes, so a socket that does not
+    block with its flags off never blocks -- which saves one pidfd_getfd per connection on a
+    busy port."""
     v = _explain(snap, q)
-    for _ in range(2):
-        seen: set[int] = set()
-        todo = []
-        for hs in _worth_reading(v):
-            if hs.flags_note == NOT_READ and id(hs) not in seen:
-                seen.add(id(hs))
-                todo.append(hs)
-        if not todo:
-            break
-        read_flags(snap, todo)
+    if v.status == "depends" and _read_unread(snap, v.suspects + [hs for hs, _ in v.deciding]):
         v = _explain(snap, q)
-        v.notes.extend(n for n in snap.notes if n.startswith("SO_REUSEADDR/SO_REUSEPORT unknown")
-                       and n not in v.notes)
+    named: list[HostSocket] = []
+    for c in v.cases:
+        for r in c.reasons:
+            if r.blocker is not None:
+                named.append(r.blocker)
+                named.extend(r.others[:READ_PER_REASON - 1])
+    if _read_unread(snap, named + v.also_possible[:READ_PER_REASON]):
+        v = _explain(snap, q)
+    v.notes.extend(n for n in snap.notes if n.startswith("SO_REUSEADDR/SO_REUSEPORT unknown") and n not in v.notes)
     unread = sum(1 for hs in snap.sockets if hs.row.proto == q.proto and hs.flags_note == NOT_READ)
     if unread:
         v.notes.append(f"the flags of {unread} other socket{'s' if unread != 1 else ''} were not read: "
@@ -416,32 +416,31 @@ def explain(snap: Snapshot, q: Question) -> Verdict:
 READ_PER_REASON = 64
 
 
-def _worth_reading(v: Verdict) -> list[HostSocket]:
-    """The sockets whose unread flags are read before asking again: those named in the answer
-    (and up to READ_PER_REASON like each), and every one whose flags could decide it."""
-    out: list[HostSocket] = []
-    for c in v.cases:
-        for r in c.reasons:
-            if r.blocker is not None:
-                out.append(r.blocker)
-                out.extend(r.others[:READ_PER_REASON - 1])
-    out += [hs for hs, _ in v.deciding] + v.also_possible + v.suspects
-    return out
+def _read_unread(snap: Snapshot, socks: list[HostSocket]) -> bool:
+    """Read the flags of those of ``socks`` not read yet; False if there were none."""
+    seen: set[int] = set()
+    todo = []
+    for hs in socks:
+        if hs.flags_note == NOT_READ and id(hs) not in seen:
+            seen.add(id(hs))
+            todo.append(hs)
+    if todo:
+        read_flags(snap, todo)
+    return bool(todo)
 
 
 def _explain(snap: Snapshot, q: Question) -> Verdict:
     asker = _Asker(snap, q)
     pess, _ = asker.ask(never)
-    unknown = [(hs, f) for hs in snap.sockets if hs.row.proto == q.proto for f in hs.unknown_flags()]
-    unknown_set = {(id(hs), f) for hs, f in unknown}
     v = Verdict(q, asker.uid, "ok" if pess.ok else "fail", [pess], notes=asker.notes)
-    if not unknown or pess.stage == "setsockopt":
+    has_unknown = any(None in key[5:8] for key in snap.groups(q.proto))
+    if not has_unknown or pess.stage == "setsockopt":
         return v
 
-    def assume_all(exclude: set[tuple[int, str]] = frozenset()):  # type: ignore[assignment]
-        return lambda hs, f: (id(hs), f) not in exclude
+    def only(items: list[tuple[HostSocket, str]], value: bool = True, default: bool = False) -> Assumption:
+        return Assumption(default, {(id(hs), f): value for hs, f in items})
 
-    opt, _ = asker.ask(assume_all())
+    opt, _ = asker.ask(Assumption(True))
     if opt.ok == pess.ok:
         if not pess.ok:
             # Certain failure: the optimistic case's blockers block whatever the unknowns are.
@@ -476,16 +475,12 @@ def _explain(snap: Snapshot, q: Question) -> Verdict:
         # (one load per suspect would be too slow; the per-kind analysis below still answers)
         suspects_needed: list[tuple[HostSocket, str]] = []
     else:
-        suspects_needed = [(hs, f) for hs, f in suspects
-                           if not asker.ask(assume_all({(id(hs), f)}))[0].ok]
+        suspects_needed = [x for x in suspects if not asker.ask(only([x], False, True))[0].ok]
     cond: list[tuple[HostSocket, str]] = []
-    if suspects_needed:
-        need = {(id(hs), f) for hs, f in suspects_needed}
-        only, _ = asker.ask(lambda hs, f: (id(hs), f) in need)
-        if only.ok:
-            cond = suspects_needed
+    if suspects_needed and asker.ask(only(suspects_needed))[0].ok:
+        cond = suspects_needed
     if cond:
-        yes_case, _ = asker.ask(lambda hs, f: (id(hs), f) in {(id(h), g) for h, g in cond})
+        yes_case, _ = asker.ask(only(cond))
         yes_case.assumption = "if " + _flags_text(cond)
         pess.assumption = "if not (" + _flags_text(cond) + ")" if len(cond) > 1 else \
             f"if {cond[0][0].label()} does not have {FLAG_NAMES[cond[0][1]]}"
@@ -496,17 +491,16 @@ def _explain(snap: Snapshot, q: Question) -> Verdict:
         kinds = []
         for flag in ("reuseaddr", "reuseport", "v6only"):
             sel = [(hs, f) for hs, f in suspects if f == flag]
-            if sel and asker.ask(lambda hs, f, flag=flag, s={(id(h), g) for h, g in sel}: (id(hs), f) in s)[0].ok:
+            if sel and asker.ask(only(sel))[0].ok:
                 kinds.append(sel)
         if kinds:
-            best = kinds[0]
-            yes_case, _ = asker.ask(lambda hs, f, s={(id(h), g) for h, g in best}: (id(hs), f) in s)
-            yes_case.assumption = "if " + _flags_text(best)
+            yes_case, _ = asker.ask(only(kinds[0]))
+            yes_case.assumption = "if " + _flags_text(kinds[0])
             v.deciding = [x for k in kinds for x in k]
         else:
             yes_case = opt
             yes_case.assumption = "if every socket whose flags could not be read has them all set"
-            v.deciding = suspects or [x for x in unknown if (id(x[0]), x[1]) in unknown_set][:20]
+            v.deciding = suspects
         pess.assumption = "if none of them has " + (" or ".join(sorted({FLAG_NAMES[f] for _, f in v.deciding}))
                                                     or "them")
         v.cases = [yes_case, pess]

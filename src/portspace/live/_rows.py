@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..model._addr import AF_INET, AF_INET6, format_ipv4, format_ipv6, v6_needs_scope
-from ..model._rules import CLOSE, ESTABLISHED, LISTEN, STATE_NAMES, TIME_WAIT
+from ..model._rules import CLOSE, ESTABLISHED, STATE_NAMES
 
 __all__ = ["SockRow", "state_name", "addr_text", "endpoint_text", "TCP_BOUND_INACTIVE", "TIMER_NAMES"]
 
@@ -59,10 +59,6 @@ class SockRow(NamedTuple):
         """A TCP socket holding a port while neither listening nor connected."""
         return self.proto == "tcp" and self.state == CLOSE
 
-    @property
-    def connected(self) -> bool:
-        return self.rport != 0 or (self.proto == "tcp" and self.state not in (LISTEN, CLOSE))
-
 
 def state_name(proto: str, state: int) -> str:
     """``LISTEN``, ``ESTABLISHED``, ``TIME_WAIT``...; a bound-only TCP socket is ``BOUND`` (ss -B
@@ -92,5 +88,3 @@ def endpoint_text(family: int, addr: int, port: int, scope: str | None = None) -
     p = str(port) if port else "*"
     return f"[{a}]:{p}" if family == AF_INET6 else f"{a}:{p}"
 
-
-_ = (AF_INET6, TIME_WAIT)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from . import _procfs, _procnet, _rtnl, _sockdiag
 from ._pidfd import FlagReader
@@ -51,8 +51,7 @@ FLAGS = ("reuseaddr", "reuseport", "v6only")
 FLAG_NAMES = {"reuseaddr": "SO_REUSEADDR", "reuseport": "SO_REUSEPORT", "v6only": "IPV6_V6ONLY"}
 
 
-@dataclass(frozen=True)
-class Holder:
+class Holder(NamedTuple):
     """A process holding a socket: pid, the fd number in that process, its command line."""
 
     pid: int
@@ -60,7 +59,7 @@ class Holder:
     command: str | None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class HostSocket:
     """A socket of the host (or a TIME_WAIT remnant) with what is known about it.  Compared by
     identity: two remnants can have equal fields."""
@@ -87,8 +86,13 @@ class HostSocket:
 
     def unknown_flags(self) -> list[str]:
         """The flags of this socket that matter to the port manager and could not be read."""
-        out = [f for f in ("reuseaddr", "reuseport") if getattr(self, f) is None]
-        if self.v6only is None:
+        out = []
+        if self.reuseaddr is None:
+            out.append("reuseaddr")
+        if self.reuseport is None:
+            out.append("reuseport")
+        r = self.row
+        if r.family != AF_INET and r.v6only is None and r.laddr == 0:
             out.append("v6only")
         return out
 
@@ -192,6 +196,28 @@ class Snapshot:
     caps: int | None                          # the reader's effective capabilities
     scanned: int = 0                          # processes whose fds were read
     denied: list[int] = field(default_factory=list)
+    _groups: dict = field(default_factory=dict, repr=False)   # load()'s cache, per protocol
+
+    def groups(self, proto: str) -> dict[tuple, list[HostSocket]]:
+        """The ``proto`` sockets the model holds (request sockets and portless rows left out),
+        grouped by everything the conflict rules read, flags as known (None: unknown).  Cached;
+        :func:`read_flags` clears the cache."""
+        stamp = (proto, id(self.sockets), len(self.sockets))   # sockets may be replaced or added to
+        g = self._groups.get(stamp)
+        if g is None:
+            g = self._groups[stamp] = {}
+            for hs in self.sockets:
+                r = hs.row
+                if r.proto != proto or r.state in (SYN_RECV, TCP_NEW_SYN_RECV) or not r.lport:
+                    continue
+                key = (r.family, r.laddr, r.lport, r.ifindex, r.uid, hs.reuseaddr, hs.reuseport, hs.v6only,
+                       r.state, r.tw)
+                members = g.get(key)
+                if members is None:
+                    g[key] = [hs]
+                else:
+                    members.append(hs)
+        return g
 
     @property
     def sees_bound_only(self) -> bool:
@@ -332,6 +358,7 @@ def read_flags(snap: Snapshot, sockets: Iterable[HostSocket]) -> None:
     """Read SO_REUSEADDR/SO_REUSEPORT of ``sockets`` (through any of their holders) and note
     in ``snap.notes`` how many stay unknown, and why."""
     failures: dict[str, int] = {}
+    snap._groups.clear()
     with FlagReader() as reader:
         for hs in sockets:
             if not hs.holders:
@@ -357,16 +384,25 @@ def _count(n: int, word: str, plural: str | None = None) -> str:
 # loading into the model
 # ------------------------------------------------------------------------------------------
 
-Assume = Callable[[HostSocket, str], bool]
-"""``assume(socket, flag)``: the value to use for an unknown flag ("reuseaddr", "reuseport",
-"v6only")."""
+class Assumption:
+    """Values for the flags that could not be read: ``default`` for all, except ``overrides``
+    (``(id(socket), flag) -> value``).  Kept as data, not a function, so that :func:`load` can
+    treat a thousand unknown sockets alike in one step and only look at the exceptions."""
+
+    __slots__ = ("default", "overrides")
+
+    def __init__(self, default: bool = False, overrides: dict[tuple[int, str], bool] | None = None) -> None:
+        self.default = default
+        self.overrides = overrides or {}
+
+    def __call__(self, hs: HostSocket, flag: str) -> bool:
+        return self.overrides.get((id(hs), flag), self.default)
 
 
-def never(_hs: HostSocket, _flag: str) -> bool:
-    return False
+never = Assumption(False)
 
 
-def load(snap: Snapshot, proto: str, assume: Assume = never, *, unprivileged_start: int | None = None):
+def load(snap: Snapshot, proto: str, assume: Assumption = never, *, unprivileged_start: int | None = None):
     """Build a model :class:`portspace.Namespace` holding the snapshot's ``proto`` sockets.
 
     Returns ``(ns, fd_map, notes)``: ``fd_map`` maps each adopted socket's model fd to the host
@@ -412,22 +448,28 @@ def load(snap: Snapshot, proto: str, assume: Assume = never, *, unprivileged_sta
         except OSError:
             pass  # the same address twice (e.g. 127.0.0.1 on lo): already there
     classes: dict[tuple, list[HostSocket]] = {}
-    for hs in snap.sockets:
-        r = hs.row
-        if r.proto != proto or r.state in (SYN_RECV, TCP_NEW_SYN_RECV) or not r.lport:
+    special = {i for i, _ in assume.overrides}
+    for (family, laddr, port, ifindex, uid, ra, rp, v6only, state, tw), members in snap.groups(proto).items():
+        if ra is not None and rp is not None and v6only is not None:
+            classes[(family, laddr, port, ifindex, uid, ra, rp, v6only, state, tw)] = members
             continue
-        v6only = hs.v6only
-        if v6only is None:
-            v6only = assume(hs, "v6only")
-        ra = hs.reuseaddr if hs.reuseaddr is not None else assume(hs, "reuseaddr")
-        rp = hs.reuseport if hs.reuseport is not None else assume(hs, "reuseport")
-        key = (r.family, r.laddr, r.lport, r.ifindex, r.uid, bool(ra), bool(rp),
-               bool(v6only) and r.family == AF_INET6, r.state, r.tw)
-        members = classes.get(key)
-        if members is None:
-            classes[key] = [hs]
-        else:
-            members.append(hs)
+        # unknown flags: the default for all, then the exceptions one by one
+        d = assume.default
+        base = (family, laddr, port, ifindex, uid, d if ra is None else ra, d if rp is None else rp,
+                d if v6only is None else v6only, state, tw)
+        rest = members
+        if special:
+            rest = []
+            for hs in members:
+                if id(hs) not in special:
+                    rest.append(hs)
+                    continue
+                key = (family, laddr, port, ifindex, uid, assume(hs, "reuseaddr") if ra is None else ra,
+                       assume(hs, "reuseport") if rp is None else rp,
+                       assume(hs, "v6only") if v6only is None else v6only, state, tw)
+                classes.setdefault(key, []).append(hs)
+        if rest:
+            classes.setdefault(base, []).extend(rest)
     fd_map: dict[int, list[HostSocket]] = {}
     for (family, laddr, port, ifindex, uid, ra, rp, v6only, state, tw), members in classes.items():
         if family == AF_INET:
@@ -437,8 +479,8 @@ def load(snap: Snapshot, proto: str, assume: Assume = never, *, unprivileged_sta
         else:
             rcv, v6 = (0 if laddr == 0 else LOOPBACK4_IPV6), laddr
         sk = kernel.adopt(tcp=proto == "tcp", family=family, rcv_saddr=rcv, v6_rcv_saddr=v6, port=port,
-                          v6only=v6only, bound_dev=ifindex, uid=uid, reuseaddr=ra, reuseport=rp, state=state,
-                          is_tw=tw)
+                          v6only=bool(v6only) and family == AF_INET6, bound_dev=ifindex, uid=uid,
+                          reuseaddr=bool(ra), reuseport=bool(rp), state=state, is_tw=tw)
         fd_map[sk.fd] = members
     return ns, fd_map, notes
 
