@@ -293,6 +293,7 @@ MAX_SUSPECTS = 8
 _FD_REF = re.compile(r"#(\d+)")
 _SOCKET_REF = re.compile(r"\bsocket #(\d+)")
 _FD_RUN = re.compile(r"#\d+(?: and #\d+){3,}")
+_REMNANT_OF = re.compile(r"the (TIME_WAIT|FIN_WAIT2) remnants? of (the \1 remnant)")
 
 
 def _host_reasons(model_reasons: Any, fd_map: dict[int, list[HostSocket]], new_fd: int) -> list[HostReason]:
@@ -324,7 +325,9 @@ def _host_reasons(model_reasons: Any, fd_map: dict[int, list[HostSocket]], new_f
     def names(text: str) -> str:
         text = _SOCKET_REF.sub(lambda m: "#" + m.group(1), text)
         text = _FD_RUN.sub(shorten, text)
-        return _FD_REF.sub(lambda m: label(int(m.group(1))), text)
+        text = _FD_REF.sub(lambda m: label(int(m.group(1))), text)
+        # "the TIME_WAIT remnant of #5" -> "the TIME_WAIT remnant of the TIME_WAIT remnant A->B"
+        return _REMNANT_OF.sub(r"\2", text)
 
     fix_cache: dict[str, str] = {}
     out: list[HostReason] = []

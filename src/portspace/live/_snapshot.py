@@ -481,6 +481,12 @@ def load(snap: Snapshot, proto: str, assume: Assumption = never, *, unprivileged
         sk = kernel.adopt(tcp=proto == "tcp", family=family, rcv_saddr=rcv, v6_rcv_saddr=v6, port=port,
                           v6only=bool(v6only) and family == AF_INET6, bound_dev=ifindex, uid=uid,
                           reuseaddr=bool(ra), reuseport=bool(rp), state=state, is_tw=tw)
+        if tw and hasattr(sk, "expires"):
+            # adopt() takes no expiry; the remnant's time left (the longest of its class) lets
+            # explanations say how long to wait.  Not put on the model's timer heap: this
+            # namespace's clock never advances.
+            left = max((m.row.expires_ms or 0) for m in members) / 1000
+            sk.expires = kernel.clock_seconds() + left
         fd_map[sk.fd] = members
     return ns, fd_map, notes
 
