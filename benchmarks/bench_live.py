@@ -15,7 +15,9 @@ portspace, as it is for ss), output to /dev/null -- best and median of ``--repea
 * ``ss -tan``, ``ss -tanp`` (iproute2; -p walks /proc/*/fd like portspace does)
 * ``portspace ls --tcp``          (sock_diag + /proc fd walk + pidfd_getfd flags + table)
 * ``portspace ls --tcp --json``
-* ``portspace explain tcp 127.0.0.1:5000``   (kernel-side port filter, model load, verdict)
+* ``portspace explain tcp 127.0.0.1:5000``   (kernel-side port filter, model load, verdict:
+  8 001 sockets hold that port -- the listener and every accepted connection)
+* ``portspace ports``             (every TCP and UDP socket, no flags)
 * ``python -c pass``              (the interpreter's own start-up, for reference)
 
 and, inside the namespace's process (no start-up): ``snapshot()`` of every TCP socket and
@@ -164,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             "portspace ls --tcp": py + ["ls", "--tcp"],
             "portspace ls --tcp --json": py + ["ls", "--tcp", "--json"],
             "portspace explain tcp 127.0.0.1:5000": py + ["explain", "tcp", "127.0.0.1:5000"],
+            "portspace explain tcp 127.0.0.1:5000 --reuseport --listen": py + ["explain", "tcp", "127.0.0.1:5000",
+                                                                              "--reuseport", "--listen"],
+            "portspace ports": py + ["ports"],
         }
         for cmd in cmds.values():
             timed(enter + cmd, 1, env)
@@ -190,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.tw} TIME_WAIT; +listener +bound-only), one holder process; set up in {setup:.1f} s")
     print(f"portspace saw {api['sockets_seen']} TCP sockets; explain verdict: {api['explain_verdict']}")
     print("/proc/net/sockstat: " + " | ".join(x.strip() for x in info["sockstat"].splitlines()[:2]))
-    print(f"\n{'command (new process via nsenter, output to /dev/null)':58s} {'best':>9s} {'median':>9s}")
+    print(f"\n{'command (new process via nsenter, output to /dev/null)':62s} {'best':>9s} {'median':>9s}")
     for name, b, m in rows:
-        print(f"{name:58s} {b * 1000:8.1f}ms {m * 1000:8.1f}ms")
+        print(f"{name:62s} {b * 1000:8.1f}ms {m * 1000:8.1f}ms")
     print(f"\nls / ss -tanp = {verdict['ls_vs_ss_tanp']:.2f} (goal <= 1: "
           f"{'met' if verdict['ls_no_slower_than_ss_tanp'] else 'NOT met'}); explain "
           f"{best['portspace explain tcp 127.0.0.1:5000'] * 1000:.0f} ms (goal < 300 ms: "

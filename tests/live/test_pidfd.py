@@ -1,0 +1,52 @@
+"""Reading another socket's SO_REUSEADDR / SO_REUSEPORT with pidfd_getfd (here: our own
+process, an unbound socket -- nothing reaches the network)."""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from portspace.live._pidfd import SYSCALLS, FlagReader
+
+
+def test_syscall_numbers_for_both_architectures():
+    # the generic syscall table: the same numbers on x86_64 and aarch64 since Linux 5.1
+    assert SYSCALLS["x86_64"] == SYSCALLS["aarch64"] == (434, 438)
+
+
+def test_unknown_architecture_is_refused_not_guessed():
+    with FlagReader(machine="sparc64") as r:
+        assert r.read(os.getpid(), 0, 0) == (None, None, "pidfd_getfd's syscall number is not known for sparc64")
+
+
+@pytest.mark.skipif(os.uname().machine not in SYSCALLS, reason="pidfd_getfd number unknown here")
+@pytest.mark.parametrize("reuseaddr, reuseport", [(0, 0), (1, 0), (0, 1), (1, 1)])
+def test_reads_flags_of_a_held_socket(reuseaddr, reuseport):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, reuseaddr)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, reuseport)
+        inode = os.fstat(s.fileno()).st_ino
+        with FlagReader() as r:
+            got = r.read(os.getpid(), s.fileno(), inode)
+        if got[2] is not None and "not supported" in got[2]:
+            pytest.skip(got[2])
+        assert got == (bool(reuseaddr), bool(reuseport), None)
+        # reading changed nothing
+        assert s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == reuseaddr
+
+
+@pytest.mark.skipif(os.uname().machine not in SYSCALLS, reason="pidfd_getfd number unknown here")
+def test_fd_reused_or_closed_or_process_gone():
+    with socket.socket() as s, FlagReader() as r:
+        inode = os.fstat(s.fileno()).st_ino
+        fd = s.fileno()
+        ra, rp, why = r.read(os.getpid(), fd, inode + 1)            # another socket got the number
+        assert (ra, rp) == (None, None) and "reused the fd number" in why
+        assert r.read(os.getpid(), 99999, inode)[2] == "the holder closed the fd"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover
+        os._exit(0)
+    os.waitpid(pid, 0)
+    with FlagReader() as r:
+        assert r.read(pid, 3, 1)[2] == "the holding process exited"
