@@ -245,8 +245,10 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
         root: the procfs root (``/proc``; tests point it elsewhere).
         source: "auto" (sock_diag, else /proc/net), "sock_diag" or "procnet".
         processes: attribute sockets to processes (walks /proc/*/fd).
-        read_flags: read SO_REUSEADDR/SO_REUSEPORT of held sockets (all, none, or those for
-            which the predicate on the row is true).
+        read_flags: read SO_REUSEADDR/SO_REUSEPORT of held sockets: all (True), none (False),
+            or those for which the predicate on the row is true.  The others are marked
+            :data:`NOT_READ` (unknown); :func:`read_flags` reads them later, and ``explain()``
+            does so for the few that matter.
     """
     protos = tuple(protos)
     notes: list[str] = []
