@@ -242,3 +242,12 @@ def test_ports_report_reserved_listener_is_no_warning_and_tw_reuse_on_loopback()
     assert not any("inside" in w for w in rep.warnings)
     (d,) = rep.destinations
     assert d.recyclable == 1 and d.left == 97
+
+
+def test_ipv6_scope_by_name_or_number():
+    snap = snapshot(sock("tcp", "[fe80::1]:8000", "LISTEN", pid=1, ifindex=2, device="eth0", v6only=True))
+    snap.addrs.append(__import__("portspace.live._rtnl", fromlist=["Addr"]).Addr(AF_INET6, 0xFE80 << 112 | 1, 64, 2))
+    assert explain(snap, q("tcp", "[fe80::1%eth0]:8000")).cases[0].error == "EADDRINUSE"
+    assert explain(snap, q("tcp", "[fe80::1%2]:8001")).status == "ok"
+    v = explain(snap, q("tcp", "[fe80::1%nosuch]:8000"))
+    assert v.cases[0].error == "ENODEV" and "names no device" in v.cases[0].reasons[0].message

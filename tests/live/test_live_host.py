@@ -497,3 +497,45 @@ def test_inspector_only_reads():
         a, _ = lst.accept()
         for s in (a, c, lst):
             s.close()
+
+
+# ---- IPv6 scopes and devices -------------------------------------------------------------------
+
+
+def bind_v6(host, port, scope_id, device):
+    s = socket.socket(socket.AF_INET6)
+    try:
+        if device:
+            s.setsockopt(SOL, socket.SO_BINDTODEVICE, device.encode())
+        s.bind((host, port, 0, scope_id))
+        return None
+    except OSError as e:
+        return errno.errorcode[e.errno]
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("endpoint, device, scope_id", [
+    pytest.param("[fe80::1%d0]:5003", None, 2, id="link-local with its device: the listener blocks"),
+    pytest.param("[fe80::1]:5003", None, 0, id="link-local without a scope: EINVAL"),
+    pytest.param("[fe80::1%lo]:5003", None, 1, id="link-local on the wrong device"),
+    pytest.param("[fe80::1%2]:5004", None, 2, id="numeric scope, free port"),
+    pytest.param("[2001:db8::1]:5003", None, 0, id="global address, other port holder is link-local"),
+    pytest.param("[2001:db8::1]:5003", "lo", 0, id="global address of d0 bound to lo"),
+])
+def test_explain_ipv6_scopes_match_the_kernel(endpoint, device, scope_id):
+    with KernelNamespace() as kns:
+        kns.add_device("d0")                                   # ifindex 2
+        kns.add_address("fe80::1/64", "d0")
+        kns.add_address("2001:db8::1/64", "d0")
+        lst = kns.socket(socket.AF_INET6)
+        lst.bind(("fe80::1", 5003, 0, 2))
+        lst.listen()
+        argv = ["explain", "tcp", endpoint, "--json"] + (["--device", device] if device else [])
+        code, out, err = kns.run(cli, argv)
+        v = json.loads(out)
+        host = endpoint[1:].split("]")[0].split("%")[0]
+        port = int(endpoint.rsplit(":", 1)[1])
+        actual = kns.run(bind_v6, host, port, scope_id, device)
+        assert v["cases"][0]["error"] == actual and code == (0 if actual is None else 1), (v, actual)
+        lst.close()

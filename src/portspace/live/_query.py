@@ -264,7 +264,22 @@ class _Asker:
                     "setsockopt-refused", "§1.1", f"setsockopt() before bind() fails: {e.strerror}"
                     + (f" (no device {q.device!r} in this namespace)" if e.errno == errno.ENODEV else ""),
                     [], None)]), fd_map
-            addr: Any = (q.host, q.port) if q.family == AF_INET else (q.host, q.port, 0, 0)
+            if q.family == AF_INET:
+                addr: Any = (q.host, q.port)
+            else:
+                # CPython ignores a "%scope" in the host text (the tuple's scope_id, 0 by default,
+                # overwrites it), so the scope is resolved here, as `ip` would: by device name
+                # (or number) among the host's devices.
+                host, _, scope = q.host.partition("%")
+                ifindex = 0
+                if scope:
+                    ifindex = int(scope) if scope.isdigit() else next(
+                        (link.ifindex for link in self.snap.links if link.name == scope), -1)
+                    if ifindex < 0:
+                        return Case(False, "ENODEV", "bind", [HostReason(
+                            "no-such-device", "§3.1", f"the scope {scope!r} names no device of this namespace",
+                            [], None)]), fd_map
+                addr = (host, q.port, 0, ifindex)
             # The namespace was built for this one question, so the call is made on it
             # directly (``Namespace.explain`` would first deep-copy it: seconds for the
             # thousands of sockets a busy port can have).
