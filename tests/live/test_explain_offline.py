@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from portspace.live import Question, explain, parse_endpoint, ports_report, window_for
+from portspace.live._rtnl import Addr
 from portspace.live._snapshot import load
 from portspace.model._addr import AF_INET, AF_INET6
 
@@ -246,7 +247,7 @@ def test_ports_report_reserved_listener_is_no_warning_and_tw_reuse_on_loopback()
 
 def test_ipv6_scope_by_name_or_number():
     snap = snapshot(sock("tcp", "[fe80::1]:8000", "LISTEN", pid=1, ifindex=2, device="eth0", v6only=True))
-    snap.addrs.append(__import__("portspace.live._rtnl", fromlist=["Addr"]).Addr(AF_INET6, 0xFE80 << 112 | 1, 64, 2))
+    snap.addrs.append(Addr(AF_INET6, 0xFE80 << 112 | 1, 64, 2))
     assert explain(snap, q("tcp", "[fe80::1%eth0]:8000")).cases[0].error == "EADDRINUSE"
     assert explain(snap, q("tcp", "[fe80::1%2]:8001")).status == "ok"
     v = explain(snap, q("tcp", "[fe80::1%nosuch]:8000"))
