@@ -6,10 +6,13 @@ A :class:`Question` is the socket the caller has in mind: protocol, local addres
 SO_REUSEADDR / SO_REUSEPORT / IPV6_V6ONLY / SO_BINDTODEVICE, the uid that creates it, and
 whether it will listen.  :func:`explain` answers it against a :class:`~._snapshot.Snapshot`:
 
-1. The snapshot is loaded into a model namespace (:func:`._snapshot.load`) and the question is
-   asked there with ``Namespace.explain`` -- the model decides, with the kernel's rules, and
-   names the blocking socket by its model fd, which ``fd_map`` turns back into the host socket
-   (pid, command, uid, state, flags).
+1. The snapshot is loaded into a scratch model namespace (:func:`._snapshot.load`, one model
+   socket per class of equivalent host sockets) and the call is made there -- the model decides,
+   with the kernel's rules, and names the blocking socket by its model fd, which ``fd_map``
+   turns back into the host sockets (pid, command, uid, state, flags).  The namespace exists for
+   this one question, so the call is made on it directly rather than through
+   ``Namespace.explain``, whose deep copy costs seconds at thousands of sockets; success reasons
+   come from the model's ``explain_success``, refusal reasons from the exception, as there.
 2. Some flags of host sockets cannot be read (TIME_WAIT remnants, other users' processes, and
    IPV6_V6ONLY of ``[::]`` sockets seen through /proc/net).  They are never guessed.  Every such
    flag only ever *relaxes* conflicts when set (SO_REUSEADDR/SO_REUSEPORT on the old socket can
@@ -17,7 +20,9 @@ whether it will listen.  :func:`explain` answers it against a :class:`~._snapsho
    §2.1), so the answer is monotone in them and two loads settle it: all unknown flags off
    (*pessimistic*) and all on (*optimistic*).  Same verdict: it is certain.  Different: the answer
    *depends* on what could not be read, and both cases are given, with the unknown flags that
-   decide (found by switching each one off in the optimistic load).
+   decide (found by switching each one off in the optimistic load).  Flags left unread by the
+   snapshot (``read_flags=False``) are unknown too; :func:`explain` then reads only those that
+   decide or that the answer names, and asks again.
 3. The caller's identity: the question's uid (default: the caller's euid).  The model gives uid
    0 every capability and other uids none; a non-root caller that has CAP_NET_BIND_SERVICE is
    modelled by lowering ``ip_unprivileged_port_start`` to 0 in the scratch namespace.
