@@ -125,6 +125,28 @@ def tcp_bind_listen_close(mk: Callable[..., Any], n: int) -> tuple[float, dict[s
     return perf_counter() - t0, {"listened": n}
 
 
+def tcp_connect_accept(mk: Callable[..., Any], n: int) -> tuple[float, dict[str, int]]:
+    """The kernel baseline's connect_ephemeral: connect() with an automatic port to one
+    listener and accept(), n times, holding all; then close everything (TIME_WAIT follows)."""
+    AF_INET, SOCK_STREAM = socket.AF_INET, socket.SOCK_STREAM
+    lst = mk(AF_INET, SOCK_STREAM)
+    lst.bind(("127.0.0.1", 7000))
+    lst.listen(4096)
+    socks = []
+    t0 = perf_counter()
+    for _ in range(n):
+        c = mk(AF_INET, SOCK_STREAM)
+        c.connect(("127.0.0.1", 7000))
+        a, _ = lst.accept()
+        socks.append(c)
+        socks.append(a)
+    for s in socks:
+        s.close()
+    dt = perf_counter() - t0
+    lst.close()
+    return dt, {"connections": n}
+
+
 # (key, label template, function, base count)
 WORKLOADS: list[tuple[str, str, Callable[..., tuple[float, dict[str, int]]], int]] = [
     ("tcp_bind_close", "tcp socket+bind+close", tcp_bind_close, 100_000),
@@ -132,6 +154,7 @@ WORKLOADS: list[tuple[str, str, Callable[..., tuple[float, dict[str, int]]], int
     ("tcp_bind_conflict", "tcp socket+bind(conflict)+close", tcp_bind_conflict, 100_000),
     ("udp_hold_port0", "udp bind(port 0) holding N (N={n})", udp_hold_port0, 19_000),
     ("tcp_bind_listen_close", "tcp socket+bind+listen+close", tcp_bind_listen_close, 50_000),
+    ("tcp_connect_accept", "tcp connect+accept (ephemeral) N={n}", tcp_connect_accept, 9_000),
 ]
 
 
@@ -139,6 +162,8 @@ def counts(scale: float) -> dict[str, int]:
     out = {}
     for key, _label, _fn, base in WORKLOADS:
         n = max(1, round(base * scale))
+        if key == "tcp_connect_accept":
+            n = min(n, EPHEMERAL_PORTS // 2, (resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 64) // 2)
         if key == "udp_hold_port0":
             # more than the ephemeral range would be EADDRINUSE on both sides; more than the
             # fd limit EMFILE on the kernel's (its hard limit is the child's ceiling too)

@@ -44,6 +44,31 @@ SS_UNCONNECTED, SS_CONNECTING, SS_CONNECTED = 1, 2, 3
 DONE, IN_PROGRESS = "done", "in progress"
 
 
+_ALL_PORTS = (1 << 65536) - 1
+_EVERY_OTHER = int.from_bytes(b"\x55" * 8192, "little")  # bits 0, 2, 4, ...
+
+
+def _mask_of(ports: Any) -> int:
+    """A set of ports as a 65536-bit int."""
+    buf = bytearray(8192)
+    for p in ports:
+        buf[p >> 3] |= 1 << (p & 7)
+    return int.from_bytes(buf, "little")
+
+
+def _next_free(free: int, base: int, step: int, j: int, jend: int) -> int:
+    """The smallest ``k`` in ``[j, jend)`` with bit ``base + k*step`` set in ``free``, or
+    ``jend``: one shift, one mask and a lowest-set-bit, whatever the distance."""
+    lo_port = base + j * step
+    span = (jend - j - 1) * step + 1
+    window = (free >> lo_port) & ((1 << span) - 1)
+    if step == 2:
+        window &= _EVERY_OTHER
+    if not window:
+        return jend
+    return j + ((window & -window).bit_length() - 1) // step
+
+
 def _v6key(family: int, v4: int, v6: int) -> int:
     return (V4MAPPED_PREFIX | v4) if family == AF_INET else v6
 
@@ -150,8 +175,11 @@ class ConnectOps:
                 _v6key(sk.family, sk.daddr, sk.v6_daddr), sk.dport)
 
     def _ehash_add(self, sk: Sock) -> None:
-        self.ehash.setdefault(self._ekey(sk), []).append(sk)
+        key = self._ekey(sk)
+        self.ehash.setdefault(key, []).append(sk)
         sk.in_ehash = True
+        if not sk.is_tw:
+            self._dest_add(key)
 
     def _ehash_del(self, sk: Sock) -> None:
         if sk.in_ehash:
@@ -161,6 +189,53 @@ class ConnectOps:
             if not lst:
                 del self.ehash[key]
             sk.in_ehash = False
+            if not sk.is_tw:
+                self._dest_del(key)
+
+    # -- the per-destination index behind the fast port search --------------------------
+    # dest_ports: (local addr, remote addr, remote port) -> {local port: live sockets on that
+    # 4-tuple}.  TIME_WAIT remnants are not in it (they may be recyclable; the exact check
+    # decides).  _dest_masks caches the same as a 65536-bit int per destination.
+
+    def _dest_add(self, key: tuple[int, int, int, int]) -> None:
+        dkey = (key[0], key[2], key[3])
+        ports = self.dest_ports.get(dkey)  # type: ignore[attr-defined]
+        if ports is None:
+            ports = self.dest_ports[dkey] = {}  # type: ignore[attr-defined]
+        n = ports.get(key[1], 0)
+        ports[key[1]] = n + 1
+        if n == 0:
+            m = self._dest_masks.get(dkey)  # type: ignore[attr-defined]
+            if m is not None:
+                self._dest_masks[dkey] = m | (1 << key[1])  # type: ignore[attr-defined]
+
+    def _dest_del(self, key: tuple[int, int, int, int]) -> None:
+        dkey = (key[0], key[2], key[3])
+        ports = self.dest_ports[dkey]  # type: ignore[attr-defined]
+        n = ports[key[1]] - 1
+        if n:
+            ports[key[1]] = n
+            return
+        del ports[key[1]]
+        if not ports:
+            del self.dest_ports[dkey]  # type: ignore[attr-defined]
+        self._dest_masks.pop(dkey, None)  # type: ignore[attr-defined]
+
+    def _blocked_mask(self, lk: int, rk: int, dport: int) -> int:
+        """Ports that connect() autobind can rule out cheaply for this destination: a bucket
+        that is not connect()-only (flags -1/-1), a reserved port, or a live socket on the
+        4-tuple.  A port outside the mask still gets the exact check."""
+        ns = self
+        if ns._bound_mask is None:  # type: ignore[attr-defined]
+            ns._bound_mask = _mask_of(ns.bound_ports)  # type: ignore[attr-defined]
+        reserved = ns.sysctls.reserved  # type: ignore[attr-defined]
+        if ns._reserved_src is not reserved:  # type: ignore[attr-defined]
+            ns._reserved_src, ns._reserved_mask = reserved, _mask_of(reserved)  # type: ignore[attr-defined]
+        dkey = (lk, rk, dport)
+        m = ns._dest_masks.get(dkey)  # type: ignore[attr-defined]
+        if m is None:
+            m = ns._dest_masks[dkey] = _mask_of(ns.dest_ports.get(dkey, ()))  # type: ignore[attr-defined]
+        return ns._bound_mask | ns._reserved_mask | m  # type: ignore[attr-defined]
 
     def _tuple_taken(self, sk: Sock, lkey: int, lport: int, rkey: int, rport: int,
                      via_autobind: bool = False, recycle: list[Sock] | None = None) -> bool:
@@ -339,14 +414,27 @@ class ConnectOps:
         offset = ((self.perturb(index) + (h >> 32)) & 0xFFFFFFFF) % remaining
         if not per_socket:
             offset &= ~1
-        reserved = self.sysctls.reserved  # type: ignore[attr-defined]
         bhash = self.bhash  # type: ignore[attr-defined]
+        # The kernel walks the candidates one by one (linear when the range is nearly full for
+        # this destination, peers.md item 22).  The model visits the same candidates in the same
+        # order but jumps over the ones a bitmask rules out (see _blocked_mask); every port it
+        # stops at gets the kernel's exact test, so the chosen port and ``i`` (which feeds
+        # table_perturb) are the kernel's.
+        if sk.bound_dev == 0:
+            free = _ALL_PORTS ^ self._blocked_mask(lk, rk, sk.dport)
+        else:
+            free = _ALL_PORTS  # device-bound: 4-tuple checks depend on devices; test every port
+        count = len(range(0, remaining, step))
         while True:
-            port = lo + offset
-            for i in range(0, remaining, step):
-                if port >= hi:
-                    port -= remaining
-                if port not in reserved:
+            a = lo + offset
+            j1 = min(count, max(0, -((a - hi) // step)))  # candidates before the wrap
+            for jstart, jend, base in ((0, j1, a), (j1, count, a - remaining)):
+                j = jstart
+                while j < jend:
+                    j = _next_free(free, base, step, j, jend)
+                    if j >= jend:
+                        break
+                    port = base + j * step
                     tb = bhash.get(port)
                     recycle: list[Sock] = []
                     if tb is None or (tb.fastreuse < 0 and tb.fastreuseport < 0
@@ -354,10 +442,11 @@ class ConnectOps:
                         self._take_connect_port(sk, port, tb)
                         for tw in recycle:
                             self._kill_remnant(tw)  # type: ignore[attr-defined]
+                        i = j * step
                         inc = max(i, self.rng.below(8) * step) + step  # type: ignore[attr-defined]
                         self.table_perturb[index] = (self.perturb(index) + inc) & 0xFFFFFFFF  # type: ignore[attr-defined]
                         return
-                port += step
+                    j += 1
             if per_socket:
                 break
             offset += 1

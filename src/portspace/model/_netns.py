@@ -122,6 +122,12 @@ class NetNS(ConnectOps):
         self.now = 0.0
         self.table_perturb: dict[int, int] = {}
         self.ehash: dict[tuple[int, int, int, int], list[Sock]] = {}
+        self.dest_ports: dict[tuple[int, int, int], dict[int, int]] = {}
+        self._dest_masks: dict[tuple[int, int, int], int] = {}
+        self.bound_ports: set[int] = set()   # TCP ports whose bucket is not connect()-only
+        self._bound_mask: int | None = None
+        self._reserved_src: Any = None
+        self._reserved_mask = 0
         self.timers: list[tuple[float, int, Sock]] = []
         self._timer_seq = 0
         self.tw_count = 0
@@ -613,6 +619,9 @@ class NetNS(ConnectOps):
         _rules.update_fastreuse(tb, sk)
         tb2 = sk.tb2
         tb2.fastreuse, tb2.fastreuseport = tb.fastreuse, tb.fastreuseport
+        if port not in self.bound_ports:  # fastreuseport is now >= 0: not connect()-only
+            self.bound_ports.add(port)
+            self._bound_mask = None
 
     @staticmethod
     def _tb2s_to_check(tb: BindBucket, sk: Sock) -> Any:
@@ -904,6 +913,8 @@ class NetNS(ConnectOps):
                 self._tcp_put_port(sk)
             sk.state = CLOSE
             return
+        if sk.in_ehash:
+            self._dest_del(self._ekey(sk))  # a remnant may be recycled: not in the cheap filter
         sk.is_tw = True
         sk.state = substate
         sk.tw_entry = self.clock_seconds()
@@ -1025,6 +1036,19 @@ class NetNS(ConnectOps):
         elif all(b.fastreuse == -1 and b.fastreuseport == -1 for b in tb.tb2s.values()):
             tb.fastreuse = tb.fastreuseport = -1
         sk.tb = sk.tb2 = None
+        self._sync_bound(tb.port)
+
+    def _sync_bound(self, port: int) -> None:
+        """Keep ``bound_ports`` (the connect() search's cheap filter) equal to the ports whose
+        bucket exists and is not connect()-only."""
+        tb = self.bhash.get(port)
+        blocked = tb is not None and not (tb.fastreuse < 0 and tb.fastreuseport < 0)
+        if blocked != (port in self.bound_ports):
+            if blocked:
+                self.bound_ports.add(port)
+            else:
+                self.bound_ports.discard(port)
+            self._bound_mask = None
 
     # ------------------------------------------------------------------------------------
     # adopt(): load an existing socket as a fact (the live host's snapshot)
@@ -1062,6 +1086,7 @@ class NetNS(ConnectOps):
             sk.tb, sk.tb2, sk.num = tb, tb2, port
             if not connect_bind:
                 tb.fastreuse = tb.fastreuseport = tb2.fastreuse = tb2.fastreuseport = 0
+            self._sync_bound(port)
             if state == LISTEN:
                 key3 = chain_key(sk) + (port,)
                 chain = self.lhash2.setdefault(key3, [])
@@ -1156,6 +1181,15 @@ class NetNS(ConnectOps):
         # that overlap on a port share SO_REUSEPORT and uid -- not asserted, see tables().
         for chain in list(self.lhash2.values()) + list(self.udp_hash2.values()):
             assert chain, "empty chain kept"
+        assert self.bound_ports == {p for p, tb in self.bhash.items()
+                                    if not (tb.fastreuse < 0 and tb.fastreuseport < 0)}, "bound_ports stale"
+        live: dict[tuple[int, int, int], dict[int, int]] = {}
+        for key, lst in self.ehash.items():
+            for o in lst:
+                if not o.is_tw:
+                    d = live.setdefault((key[0], key[2], key[3]), {})
+                    d[key[1]] = d.get(key[1], 0) + 1
+        assert live == self.dest_ports, "destination index stale"
         for key, lst in self.ehash.items():
             assert lst, "empty ehash entry kept"
             for o in lst:
