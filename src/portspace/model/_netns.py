@@ -538,7 +538,9 @@ class NetNS(ConnectOps):
             if sk.v6only:
                 raise refuse(Op.BIND, proto, Cause.MAPPED_ON_V6ONLY)
             v4addr = addr & 0xFFFFFFFF
-            t = self.v4_addr_type(v4addr, sk.bound_dev) if v4addr else RTN_BROADCAST
+            # inet_addr_type_dev_table: the device only picks the (VRF) table, the lookup itself
+            # is device-blind [V lockstep: d0-bound ::ffff:127.0.0.1 binds]
+            t = self.v4_addr_type(v4addr) if v4addr else RTN_BROADCAST
             if t == RTN_UNICAST and not (self.sysctls.ints["net.ipv4.ip_nonlocal_bind"] or sk.freebind
                                          or sk.transparent):
                 raise refuse(Op.BIND, proto, Cause.ADDR_NOT_LOCAL, self._simple_reasons(
