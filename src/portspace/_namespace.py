@@ -180,17 +180,37 @@ class Namespace:
         return None
 
     @contextlib.contextmanager
-    def user(self, uid: int) -> Iterator[None]:
+    def user(self, uid: int, caps: Any = None) -> Iterator[None]:
         """Run the block as ``uid`` (like ``seteuid``): sockets created inside are owned by it,
-        and calls made inside are checked as it (a non-zero uid has no capabilities)."""
+        and calls made inside are checked as it.  ``caps`` (names such as
+        ``"CAP_NET_BIND_SERVICE"``, ``"CAP_NET_RAW"``) gives the capabilities the caller holds;
+        by default uid 0 holds all and any other uid none."""
         if not isinstance(uid, int) or uid < 0 or uid > 0xFFFFFFFE:
             raise ValueError(f"bad uid {uid!r}")
-        saved = self._kernel.uid
-        self._kernel.uid = uid
+        if caps is not None:
+            caps = frozenset(caps)
+            unknown = {c for c in caps if not (isinstance(c, str) and c.startswith("CAP_"))}
+            if unknown:
+                raise ValueError(f"not capability names: {sorted(map(str, unknown))}")
+        k = self._kernel
+        saved = (k.uid, k.caps)
+        k.uid, k.caps = uid, caps
         try:
             yield
         finally:
-            self._kernel.uid = saved
+            k.uid, k.caps = saved
+
+    def add_local_route(self, cidr: str, dev: str = "lo") -> None:
+        """Like ``ip route add local CIDR dev DEV`` (AnyIP, IPv4): every address of the prefix
+        becomes local."""
+        text, _, plen_text = cidr.partition("/")
+        addr = parse_ipv4(text) if text.count(".") == 3 else None
+        if addr is None:
+            raise ValueError(f"not an IPv4 prefix: {cidr!r}")
+        plen = int(plen_text) if plen_text else 32
+        if not 0 <= plen <= 32:
+            raise ValueError(f"bad prefix length in {cidr!r}")
+        self._kernel.add_local_route(addr, plen, dev)
 
     # -- time ------------------------------------------------------------------------
     def advance(self, seconds: float) -> None:

@@ -82,6 +82,8 @@ class Reason:
     message: str
     blocker: SockInfo | None = None
     fixes: tuple[str, ...] = field(default_factory=tuple)
+    others: tuple[int, ...] = ()
+    """fds of further blockers alike to ``blocker`` (same rule, state, flags, uid, address)."""
 
     def __str__(self) -> str:
         text = f"[{self.rule}, spec {self.spec}] {self.message}"
@@ -91,7 +93,8 @@ class Reason:
 
     def as_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "spec": self.spec, "message": self.message,
-                "blocker": self.blocker.as_dict() if self.blocker else None, "fixes": list(self.fixes)}
+                "blocker": self.blocker.as_dict() if self.blocker else None, "fixes": list(self.fixes),
+                "others": list(self.others)}
 
 
 class LazyReasons(Sequence[Reason]):
@@ -207,12 +210,20 @@ def _candidate_addresses(ns: Any, new: Any) -> list[tuple[str, Any]]:
     return out
 
 
+def _fd_list(socks: list[Any], limit: int = 4) -> str:
+    """"#3 and #5", or "#3, #5, #7 and 1998 more" for long lists."""
+    fds = [f"#{s.fd}" for s in socks]
+    if len(fds) <= limit:
+        return " and ".join(fds)
+    return ", ".join(fds[:3]) + f" and {len(fds) - 3} more"
+
+
 def _fixes_for_conflict(refusal: Any, blockers: list[Any]) -> list[str]:
     ns, new, owners = refusal.ns, refusal.new, refusal.owners
     fixes: list[str] = []
     ids = {b.fd for b in blockers}
     others = [o for o in owners if o.fd not in ids]
-    names = " and ".join(f"#{b.fd}" for b in blockers)
+    names = _fd_list(blockers)
     # 1. options on both sides
     frozen = [b for b in blockers if b.is_tw]  # a remnant's flags cannot change any more
     if frozen:
@@ -245,11 +256,11 @@ def _fixes_for_conflict(refusal: Any, blockers: list[Any]) -> list[str]:
         rems = [b for b in blockers if b.is_tw]
         parts = []
         if live:
-            parts.append(" and ".join(f"#{b.fd}" for b in live) + " were closed")
+            parts.append(_fd_list(live) + " were closed")
         if rems:
             wait = max((b.expires - ns.clock_seconds()) for b in rems)
             parts.append(f"you waited {wait:.1f} s for the TIME_WAIT remnant{'s' if len(rems) > 1 else ''} "
-                         f"of {' and '.join(f'#{b.fd}' for b in rems)} to expire")
+                         f"of {_fd_list(rems)} to expire")
         fixes.append(", and ".join(parts))
     # 3. another address
     if refusal.op is Op.BIND:
@@ -275,11 +286,22 @@ def reasons_for(refusal: Any) -> list[Reason]:
         blockers = _conflicts(refusal, new, refusal.owners)
         fixes = tuple(_fixes_for_conflict(refusal, blockers)) if blockers else ()
         out: list[Reason] = []
+        # blockers alike for the rules (same rule, state, flags, uid, address) make one reason:
+        # a busy server's thousands of accepted connections are one line, not thousands
+        groups: dict[tuple, list[Any]] = {}
         for b in blockers:
             rule, spec, why = _why_pair(new, b)
+            key = (rule, b.state, b.reuseaddr, b.reuseport, b.uid, b.is_tw, b.local_text(), b.bound_dev)
+            groups.setdefault(key, []).append((b, spec, why))
+        for (rule, *_), members in groups.items():
+            b, spec, why = members[0]
+            more = ""
+            if len(members) > 1:
+                fds = ", ".join(f"#{m[0].fd}" for m in members[1:6])
+                more = f" (and {len(members) - 1} more like it: {fds}{', ...' if len(members) > 6 else ''})"
             out.append(Reason(rule, spec, f"{call} of {new.proto.upper()} {new.local_text()}:{refusal.port} "
-                                          f"on socket #{new.fd} is blocked by {sock_info(ns, b)}: {why}.",
-                              sock_info(ns, b), fixes))
+                                          f"on socket #{new.fd} is blocked by {sock_info(ns, b)}{more}: {why}.",
+                              sock_info(ns, b), fixes, tuple(m[0].fd for m in members[1:])))
         if not out:
             extra = refusal.extra
             out.append(Reason("bucket-fast-path", "§3.3",
@@ -331,7 +353,8 @@ def reasons_for(refusal: Any) -> list[Reason]:
 def explain_success(ns: Any, sk: Any, op: Op) -> list[Reason]:
     """Why a call that succeeded (on a scratch copy) was allowed: the overlapping owners and
     the rule that let each one share the port."""
-    new = sk.view()
+    # judged as the call saw it: before listen() put the socket in a reuseport group
+    new = sk.view()._replace(group=None)
     if sk.tcp:
         tb = ns.bhash.get(sk.num)
         owners = [o.view() for o in tb.owners() if o is not sk] if tb else []

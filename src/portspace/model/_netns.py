@@ -134,6 +134,7 @@ class NetNS(ConnectOps):
         self.remnants: set[Sock] = set()
         self.sysctls = Sysctls()
         self.uid = 0
+        self.caps: frozenset[str] | None = None   # None: all capabilities iff uid 0
         self.devices: dict[str, Device] = {"lo": Device("lo", 1, True)}
         self.dev_by_index: dict[int, Device] = {1: self.devices["lo"]}
         self._next_ifindex = 2
@@ -238,6 +239,14 @@ class NetNS(ConnectOps):
         if ifindex == 0:
             self._type_cache[addr] = t
         return t
+
+    def add_local_route(self, prefix: int, plen: int, devname: str = "lo") -> None:
+        """``ip route add local PREFIX/PLEN dev DEV`` (AnyIP): every address of the prefix is
+        local for bind() and connect()."""
+        dev = self._device(devname)
+        self.routes.append(Route(prefix & _mask(plen), plen, RTN_LOCAL, dev.ifindex, prefix & _mask(plen)))
+        self.routes.sort(key=lambda r: -r.plen)
+        self._type_cache.clear()
 
     def _lookup_local_route(self, addr: int) -> Route | None:
         """Longest-prefix match in the local table (routes are kept sorted, longest first)."""
@@ -423,7 +432,7 @@ class NetNS(ConnectOps):
 
     def _bind_to_index(self, sk: Sock, ifindex: int, proto: Proto) -> None:
         """``sock.c: sock_bindtoindex_locked``: changing an existing binding needs CAP_NET_RAW."""
-        if sk.bound_dev and self.uid != 0:
+        if sk.bound_dev and not self.has_cap("CAP_NET_RAW"):
             raise refuse(Op.SETSOCKOPT, proto, Cause.NOT_PERMITTED)
         sk.bound_dev = ifindex
 
@@ -498,10 +507,18 @@ class NetNS(ConnectOps):
     # bind()
     # ------------------------------------------------------------------------------------
 
+    def has_cap(self, cap: str) -> bool:
+        """Does the caller hold ``cap`` in the namespace's user namespace?  By default uid 0 has
+        every capability and other uids none; ``Namespace.user(uid, caps=...)`` says otherwise."""
+        if self.caps is None:
+            return self.uid == 0
+        return cap in self.caps
+
     def _may_bind_service(self, port: int) -> bool:
         """``ip.h: inet_port_requires_bind_service`` + the caller's CAP_NET_BIND_SERVICE: the
         model gives every capability to uid 0 and none to other uids."""
-        return not port or port >= self.sysctls.ints["net.ipv4.ip_unprivileged_port_start"] or self.uid == 0
+        return (not port or port >= self.sysctls.ints["net.ipv4.ip_unprivileged_port_start"]
+                or self.has_cap("CAP_NET_BIND_SERVICE"))
 
     def bind_v4(self, sk: Sock, addr: int, port: int) -> None:
         """``af_inet.c: __inet_bind`` (spec §3.1, IPv4 table, in kernel order)."""
@@ -1058,7 +1075,8 @@ class NetNS(ConnectOps):
 
     def adopt(self, *, tcp: bool, family: int, rcv_saddr: int, v6_rcv_saddr: int, port: int, v6only: bool,
               bound_dev: int = 0, uid: int = 0, reuseaddr: bool = False, reuseport: bool = False,
-              state: int = CLOSE, is_tw: bool = False, connect_bind: bool = False) -> Sock:
+              state: int = CLOSE, is_tw: bool = False, connect_bind: bool = False,
+              expires_in: float | None = None, daddr: int = 0, v6_daddr: int = 0, dport: int = 0) -> Sock:
         """Insert a socket that already holds ``port`` -- a socket seen on a live host, say --
         into the tables without any conflict check: what exists on the host is a fact, not a
         request.  The TCP bucket's fast-path flags are set so that they never admit anything
@@ -1072,6 +1090,9 @@ class NetNS(ConnectOps):
         sk.rcv_saddr, sk.v6_rcv_saddr, sk.v6only = rcv_saddr, v6_rcv_saddr, v6only
         sk.bound_dev, sk.reuseaddr, sk.reuseport = bound_dev, reuseaddr, reuseport
         sk.state, sk.is_tw, sk.connect_bind = state, is_tw, connect_bind
+        sk.daddr, sk.v6_daddr, sk.dport = daddr, v6_daddr, dport
+        if is_tw and expires_in is not None:
+            sk.expires = self.clock_seconds() + expires_in  # shown as "N s left"; no timer runs
         sk.cov4, sk.cov6 = coverage(family, rcv_saddr, v6_rcv_saddr, v6only)
         sk.bindaddr_lock = bool(rcv_saddr or v6_rcv_saddr)
         sk.bindport_lock = not connect_bind
