@@ -411,6 +411,8 @@ class Socket:
         return self._unmodelled("recvfrom()")
 
     def shutdown(self, *args: Any, **kwargs: Any) -> None:
-        self._unmodelled("shutdown()")
+        """``shutdown(how)``: SHUT_RD, SHUT_WR or SHUT_RDWR."""
+        how = c_int(_one_arg("shutdown", args, kwargs))
+        self._ns._kernel.shutdown(self._live(), how)
 
     _ = AF_INET6

@@ -16,7 +16,7 @@ Socket kinds are ``tcp4 tcp6 udp4 udp6``; creation options ``reuseaddr reuseport
 v6only=0 dev=NAME freebind nonblock no_port range=LO-HI uid=N``.  Socket steps: ``bind HOST PORT [SCOPE]``,
 ``listen [BACKLOG]``, ``close``, ``getsockname``, ``name`` / ``peer`` (getsockname() /
 getpeername() as ``host:port`` with a default-range ephemeral port shown as ``eph``),
-``connect HOST PORT``, ``disconnect``, ``timeout SECONDS|none``, ``error`` (SO_ERROR),
+``connect HOST PORT``, ``disconnect``, ``shutdown rd|wr|rdwr``, ``timeout SECONDS|none``, ``error`` (SO_ERROR),
 ``set OPTION VALUE`` (``reuseaddr``, ``reuseport``, ``v6only``, ``dev``, ``freebind``,
 ``broadcast``), ``get OPTION``; ``x = L accept`` accepts on L and names the new socket x.  Namespace steps: ``ns addr
 CIDR [DEV]``, ``ns device NAME``, ``ns sysctl NAME [VALUE]``, ``ns sleep SECONDS`` (the model's
@@ -226,6 +226,8 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                 new, addr = s.accept()
                 socks[a[0]] = new
                 return _ephemeral_masked(addr)
+            if st.op == "shutdown":
+                return s.shutdown({"rd": socket.SHUT_RD, "wr": socket.SHUT_WR, "rdwr": socket.SHUT_RDWR}[a[0]])
             if st.op == "disconnect":
                 return s.disconnect()
             if st.op == "timeout":

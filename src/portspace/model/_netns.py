@@ -890,29 +890,111 @@ class NetNS(ConnectOps):
             return
         if state == LISTEN:
             self._listen_stop(sk)
-        elif state in (ESTABLISHED, CLOSE_WAIT) and sk.peer is sk:
-            self._ehash_del(sk)
+        elif state in (ESTABLISHED, FIN_WAIT2) and sk.peer is sk:
+            # connected to itself: its FIN comes back to it (CLOSING), then TIME_WAIT
             self._time_wait(sk, TIME_WAIT, 60.0)
             return
-        elif state == ESTABLISHED and sk.peer is not None:
-            peer = sk.peer
-            peer.state = CLOSE_WAIT
+        elif state == ESTABLISHED:
+            self._send_fin(sk)           # -> FIN_WAIT2, the peer -> CLOSE_WAIT
             self._time_wait(sk, FIN_WAIT2, float(self._fin_timeout()))
             return
-        elif state == CLOSE_WAIT and sk.peer is not None and sk.peer.is_tw:
-            rem = sk.peer
-            self._ehash_del(sk)
-            sk.peer = rem.peer = None
-            if rem.state == FIN_WAIT2:
-                rem.state = TIME_WAIT
-                self._schedule(rem, 60.0)
-        elif state in (ESTABLISHED, CLOSE_WAIT):
-            raise OutOfScope(f"close() of a TCP socket in state {STATE_NAMES[state]} without a modelled peer")
+        elif state == FIN_WAIT2:         # after shutdown(SHUT_WR): orphaned now
+            self._time_wait(sk, FIN_WAIT2, float(self._fin_timeout()))
+            return
+        elif state == CLOSE_WAIT:
+            self._send_fin(sk)           # LAST_ACK, acknowledged at once -> CLOSE
         self._ehash_del(sk)
         self._group_leave(sk)
         if sk.tb is not None:
             self._tcp_put_port(sk)
         sk.state = CLOSE
+
+    # -- the FIN exchange on loopback (tcp_send_fin / tcp_fin / tcp_rcv_state_process) --------
+
+    def _send_fin(self, sk: Sock) -> None:
+        """``sk`` sends its FIN and, on loopback, gets the ACK at once.  From ESTABLISHED it goes
+        to FIN_WAIT2 and the peer to CLOSE_WAIT; from CLOSE_WAIT it goes LAST_ACK -> CLOSE and
+        the peer (FIN_WAIT2, live or a remnant) to TIME_WAIT (spec §6.2)."""
+        peer = sk.peer
+        if peer is None or peer is sk:
+            raise OutOfScope(f"a FIN from a TCP socket in state {STATE_NAMES[sk.state]} without a modelled peer")
+        if sk.state == ESTABLISHED:
+            sk.state = FIN_WAIT2
+            if peer.state == ESTABLISHED:
+                peer.state = CLOSE_WAIT
+            elif peer.state == FIN_WAIT2:  # both shut down: simultaneous close
+                raise OutOfScope("a simultaneous close (both ends in FIN_WAIT)")
+            return
+        if sk.state == CLOSE_WAIT:
+            sk.peer = None
+            if peer.is_tw:
+                peer.peer = None
+                if peer.state == FIN_WAIT2:
+                    peer.state = TIME_WAIT
+                    self._schedule(peer, 60.0)
+            elif peer.state == FIN_WAIT2:
+                peer.peer = None
+                self._live_to_time_wait(peer)
+            self._ehash_del(sk)
+            sk.state = CLOSE
+            if sk.tb is not None and not sk.bindport_lock:
+                self._tcp_put_port(sk)
+                sk.num = 0
+            return
+        raise OutOfScope(f"a FIN from a TCP socket in state {STATE_NAMES[sk.state]}")
+
+    def _live_to_time_wait(self, sk: Sock) -> None:
+        """``tcp_time_wait`` on a socket the user still holds (it had shut down its sending side):
+        a remnant takes its bind slot and 4-tuple (``inet_twsk_hashdance_schedule``); the socket
+        itself goes to CLOSE and keeps the port only if it was bound explicitly (BINDPORT)."""
+        rem = Sock(sk.fd, sk.family, True, sk.uid, sk.v6only)
+        rem.__dict__.update(sk.__dict__)
+        rem.closed = True
+        sk.tb2.owners[sk.tb2.owners.index(sk)] = rem
+        if sk.in_ehash:
+            lst = self.ehash[self._ekey(sk)]
+            lst[lst.index(sk)] = rem
+        sk.in_ehash = False
+        sk.peer = None
+        sk.state = CLOSE
+        self._time_wait(rem, TIME_WAIT, 60.0)
+        if sk.bindport_lock:
+            sk.tb2.owners.append(sk)     # held twice until close(), as on Linux
+        else:
+            sk.tb = sk.tb2 = None
+            sk.num = 0
+
+    def shutdown(self, sk: Sock, how: int) -> None:
+        """``inet_shutdown`` + ``tcp_shutdown`` (``how``: 0 = RD, 1 = WR, 2 = RDWR).  An
+        unconnected socket answers ENOTCONN; SHUT_RD on a listener stops it (the port stays if it
+        was bound explicitly); SHUT_WR on a connection sends the FIN (spec §6.2)."""
+        proto = Proto.TCP if sk.tcp else Proto.UDP
+        if not 0 <= how <= 2:
+            raise refuse(Op.SHUTDOWN, proto, Cause.INVALID)
+        bits = how + 1  # RCV_SHUTDOWN = 1, SEND_SHUTDOWN = 2
+        if sk.sock_state == 2:  # SS_CONNECTING
+            sk.sock_state = 3 if sk.state not in (SYN_SENT, CLOSE) else sk.sock_state
+        state = sk.state
+        if not sk.tcp:
+            sk.shut |= bits
+            if state == CLOSE:
+                raise refuse(Op.SHUTDOWN, proto, Cause.NOT_CONNECTED)
+            return
+        if state == CLOSE:
+            sk.shut |= bits
+            raise refuse(Op.SHUTDOWN, proto, Cause.NOT_CONNECTED)
+        if state == LISTEN:
+            if bits & 1:
+                self.disconnect(sk)
+            return
+        if state == SYN_SENT:
+            self.disconnect(sk)
+            return
+        sk.shut |= bits
+        if bits & 2 and state in (ESTABLISHED, CLOSE_WAIT):
+            if sk.peer is sk:
+                raise OutOfScope("shutdown(SHUT_WR) of a socket connected to itself")
+            self._send_fin(sk)
 
     def _fin_timeout(self) -> int:
         v = self.sysctls.ints["net.ipv4.tcp_fin_timeout"]

@@ -1,0 +1,109 @@
+"""shutdown() on the model and the kernel: unconnected sockets, listeners, and half-closed
+connections whose TIME_WAIT lands on the side that sent the first FIN."""
+from __future__ import annotations
+
+import pytest
+
+from portspace.diff import failures, run_script
+
+SCENARIOS = {
+    "unconnected sockets: ENOTCONN": """
+        t = tcp4
+        t shutdown wr -> ENOTCONN
+        u = udp4
+        u shutdown rdwr -> ENOTCONN
+        v = udp4
+        v connect 127.0.0.1 9 -> OK
+        v shutdown rd -> OK
+    """,
+    "listener SHUT_RD stops listening but keeps an explicit port": """
+        L = tcp4
+        L bind 127.0.0.1 5020 -> OK
+        L listen -> OK
+        L shutdown rd -> OK
+        c = tcp4
+        c connect 127.0.0.1 5020 -> ECONNREFUSED
+        n = tcp4
+        n bind 127.0.0.1 5020 -> EADDRINUSE
+        L listen -> OK
+        d = tcp4
+        d connect 127.0.0.1 5020 -> OK
+    """,
+    "listener SHUT_WR changes nothing": """
+        L = tcp4
+        L bind 127.0.0.1 5021 -> OK
+        L listen -> OK
+        L shutdown wr -> OK
+        c = tcp4
+        c connect 127.0.0.1 5021 -> OK
+    """,
+    "autobound listener SHUT_RDWR releases its port": """
+        L = tcp4
+        L listen -> OK
+        L shutdown rdwr -> OK
+        L name -> 0.0.0.0:eph
+    """,
+    "client SHUT_WR, then the server closes: the client holds TIME_WAIT": """
+        L = tcp4
+        L bind 127.0.0.1 5022 -> OK
+        L listen -> OK
+        c = tcp4 range=40005-40005
+        c connect 127.0.0.1 5022 -> OK
+        a = L accept
+        c shutdown wr -> OK
+        a close -> OK
+        x = tcp4
+        x bind 127.0.0.1 40005 -> EADDRINUSE
+        c close -> OK
+        y = tcp4
+        y bind 127.0.0.1 40005 -> EADDRINUSE
+        L close -> OK
+        z = tcp4
+        z bind 127.0.0.1 5022 -> OK
+    """,
+    "server SHUT_WR first, then the client closes: TIME_WAIT on the server's port": """
+        L = tcp4
+        L bind 127.0.0.1 5023 -> OK
+        L listen -> OK
+        c = tcp4
+        c connect 127.0.0.1 5023 -> OK
+        a = L accept
+        a shutdown wr -> OK
+        c close -> OK
+        a close -> OK
+        L close -> OK
+        z = tcp4
+        z bind 127.0.0.1 5023 -> EADDRINUSE
+        r = tcp4 reuseaddr
+        r bind 127.0.0.1 5023 -> EADDRINUSE
+    """,
+    "explicitly bound client: after SHUT_WR and the peer's close the port is held twice": """
+        L = tcp4
+        L bind 127.0.0.1 5024 -> OK
+        L listen -> OK
+        c = tcp4 reuseaddr
+        c bind 127.0.0.1 22060 -> OK
+        c connect 127.0.0.1 5024 -> OK
+        a = L accept
+        c shutdown wr -> OK
+        a close -> OK
+        c name -> 127.0.0.1:22060
+        c close -> OK
+        r = tcp4 reuseaddr
+        r bind 127.0.0.1 22060 -> OK
+    """,
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_shutdown_scenario(any_ns, name):
+    results = run_script(any_ns, SCENARIOS[name])
+    assert not failures(results), "\n".join(failures(results))
+
+
+def test_shutdown_bad_how(any_ns):
+    s = any_ns.socket()
+    with pytest.raises(OSError) as ei:
+        s.shutdown(7)
+    assert ei.value.errno == 22
+    s.close()
