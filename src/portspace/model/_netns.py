@@ -895,9 +895,10 @@ class NetNS(ConnectOps):
             self._time_wait(sk, TIME_WAIT, 60.0)
             return
         elif state == ESTABLISHED:
-            self._send_fin(sk)           # -> FIN_WAIT2, the peer -> CLOSE_WAIT
-            self._time_wait(sk, FIN_WAIT2, float(self._fin_timeout()))
-            return
+            self._send_fin(sk)           # -> FIN_WAIT2, the peer -> CLOSE_WAIT (or a reset)
+            if sk.state == FIN_WAIT2:
+                self._time_wait(sk, FIN_WAIT2, float(self._fin_timeout()))
+                return
         elif state == FIN_WAIT2:         # after shutdown(SHUT_WR): orphaned now
             self._time_wait(sk, FIN_WAIT2, float(self._fin_timeout()))
             return
@@ -916,14 +917,20 @@ class NetNS(ConnectOps):
         to FIN_WAIT2 and the peer to CLOSE_WAIT; from CLOSE_WAIT it goes LAST_ACK -> CLOSE and
         the peer (FIN_WAIT2, live or a remnant) to TIME_WAIT (spec §6.2)."""
         peer = sk.peer
-        if peer is None or peer is sk:
-            raise OutOfScope(f"a FIN from a TCP socket in state {STATE_NAMES[sk.state]} without a modelled peer")
+        if peer is sk:
+            raise OutOfScope("a FIN from a socket connected to itself")
+        if peer is None:
+            # nobody holds the other end any more (its FIN_WAIT2 remnant expired): the FIN is
+            # answered by a reset, and the socket goes to CLOSE without TIME_WAIT
+            self._ehash_del(sk)
+            sk.state = CLOSE
+            if sk.tb is not None and not sk.bindport_lock:
+                self._tcp_put_port(sk)
+                sk.num = 0
+            return
         if sk.state == ESTABLISHED:
             sk.state = FIN_WAIT2
-            if peer.state == ESTABLISHED:
-                peer.state = CLOSE_WAIT
-            elif peer.state == FIN_WAIT2:  # both shut down: simultaneous close
-                raise OutOfScope("a simultaneous close (both ends in FIN_WAIT)")
+            peer.state = CLOSE_WAIT
             return
         if sk.state == CLOSE_WAIT:
             sk.peer = None
