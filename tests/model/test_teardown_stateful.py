@@ -2,7 +2,7 @@
 accepts, shutdowns, closes and clock advances, with the table invariants checked after every
 step -- no remnant outlives its timer, no bucket without owners, no live 4-tuple twice, the
 destination index and bound-port filter in step with the tables.  The CI profile runs at
-least 10,000 steps (130 programs of up to 100 steps)."""
+least 10,000 steps (160 programs of up to 100 steps)."""
 from __future__ import annotations
 
 import socket
@@ -108,7 +108,7 @@ class Teardown(RuleBasedStateMachine):
         assert all(tb.tb2s for tb in k.bhash.values())
 
 
-Teardown.TestCase.settings = settings(max_examples=100, stateful_step_count=100, deadline=None)
+Teardown.TestCase.settings = settings(max_examples=160, stateful_step_count=100, deadline=None)
 
 
 def test_teardown_programs_reach_10000_steps():
