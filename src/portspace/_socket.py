@@ -23,6 +23,8 @@ import math
 import operator
 import os
 import socket as _stdsocket
+import sys
+import dis as _dis
 from typing import TYPE_CHECKING, Any
 
 from ._hostaddr import c_int, c_long, c_uint_nocheck, sockaddr
@@ -65,12 +67,24 @@ def _no_args(name: str, args: tuple, kwargs: dict) -> None:
 def _arg_count(name: str, args: tuple, kwargs: dict, lo: int, hi: int) -> None:
     """getargs.c's count check for a format with ``lo`` required and ``hi`` total items."""
     if kwargs:
-        raise TypeError(f"{name}() takes no keyword arguments")
+        raise TypeError(f"{_kw_qualifier()}{name}() takes no keyword arguments")
     n = len(args)
     if n < lo or n > hi:
         want = lo if n < lo else hi
         how = "exactly" if lo == hi else "at least" if n < lo else "at most"
         raise TypeError(f"{name}() takes {how} {want} argument{'' if want == 1 else 's'} ({n} given)")
+
+
+def _kw_qualifier(depth: int = 3) -> str:
+    """CPython names a METH_VARARGS method "socket.listen()" when keywords reach it through a
+    vectorcall (``s.listen(backlog=1)``) and plain "listen()" through ``tp_call``
+    (``s.listen(*a, **kw)``).  The facade receives both the same way, so it looks at the
+    calling instruction: CALL_FUNCTION_EX is the second form.  (Only on this error path.)"""
+    frame = sys._getframe(depth)  # _kw_qualifier <- _arg_count <- the facade method <- the caller
+    code = frame.f_code.co_code
+    if 0 <= frame.f_lasti < len(code) and _dis.opname[code[frame.f_lasti]] == "CALL_FUNCTION_EX":
+        return ""
+    return "socket."
 
 
 def _timeout_ns(value: Any) -> int:
@@ -104,6 +118,27 @@ def _seconds(ns: int) -> float:
 def _default_timeout_ns() -> int:
     t = _stdsocket.getdefaulttimeout()
     return -1 if t is None else round(t * _NS_PER_S)  # the stdlib keeps it in ns: round-trip
+
+
+def _bytes_like(value: Any) -> bytes:
+    """The ``"y*"`` format: any C-contiguous buffer (bytes, bytearray, memoryview, array)."""
+    if type(value) is bytes:
+        return value
+    try:
+        view = memoryview(value)
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not '{type(value).__name__}'") from None
+    if not view.c_contiguous:
+        raise BufferError("memoryview: underlying buffer is not C-contiguous")
+    return view.tobytes()
+
+
+def _ssize(value: Any) -> int:
+    """The ``"n"`` format: an object with ``__index__``, within C ssize_t."""
+    v = operator.index(value)
+    if not -(1 << 63) <= v < (1 << 63):
+        raise OverflowError("Python int too large to convert to C ssize_t")
+    return v
 
 
 # Host-text cache: (family, host str) -> the address as an int.  Only plain str hosts without
@@ -391,24 +426,89 @@ class Socket:
         peer (and releases a port it did not bind explicitly); TCP aborts the connection."""
         self._ns._kernel.disconnect(self._live())
 
-    # -- data: the delivery issue ----------------------------------------------------
-    def _unmodelled(self, what: str) -> Any:
-        raise OutOfScope(f"{what} is not modelled yet (no data transfer in this version)")
+    # -- data ---------------------------------------------------------------------------
+    # The facade parses the arguments as CPython does ("y*|i:send", "n|i:recv", sendto's two
+    # forms), then calls ``NetNS.sendmsg`` / ``NetNS.recvmsg`` with typed arguments.  The
+    # kernel model answers at once: a count of bytes (send), ``(data, source)`` (recv), or
+    # ``None`` for "would block".  What a would-block means is decided here, as CPython's
+    # ``sock_call`` does: EAGAIN for a non-blocking socket, ``TimeoutError('timed out')`` with
+    # a timeout (nothing else can happen in a single-threaded model while it waits), and a
+    # clear ``Deadlock`` for a blocking call that could never complete.
+    def _would_block(self, what: str) -> Any:
+        if self._timeout_ns == 0:
+            raise refuse(Op.SEND if what.startswith("send") else Op.RECV,
+                         Proto.TCP if self._sk.tcp else Proto.UDP, Cause.WOULD_BLOCK)
+        if self._timeout_ns > 0:
+            raise TimeoutError("timed out")
+        raise Deadlock(f"a blocking {what} on socket #{self._sk.fd} would wait forever: nothing else can run "
+                       "while this single-threaded model waits (use a timeout, a non-blocking socket or "
+                       "ns.select())")
 
     def send(self, *args: Any, **kwargs: Any) -> int:
-        return self._unmodelled("send()")
+        """``send(data[, flags])`` -> bytes sent."""
+        _arg_count("send", args, kwargs, 1, 2)
+        data = _bytes_like(args[0])
+        flags = c_int(args[1]) if len(args) > 1 else 0
+        n = self._ns._kernel.sendmsg(self._live(), data, flags, None, self._timeout_ns == 0)
+        return self._would_block("send()") if n is None else n
 
     def sendall(self, *args: Any, **kwargs: Any) -> None:
-        self._unmodelled("sendall()")
+        """``sendall(data[, flags])``: send() until everything is sent (or it would block)."""
+        _arg_count("sendall", args, kwargs, 1, 2)
+        data = _bytes_like(args[0])
+        flags = c_int(args[1]) if len(args) > 1 else 0
+        kernel = self._ns._kernel
+        view = memoryview(data)
+        while True:
+            n = kernel.sendmsg(self._live(), bytes(view), flags, None, self._timeout_ns == 0)
+            if n is None:
+                self._would_block("sendall()")
+                return  # pragma: no cover - _would_block always raises
+            view = view[n:]
+            if not view:
+                return
 
     def sendto(self, *args: Any, **kwargs: Any) -> int:
-        return self._unmodelled("sendto()")
+        """``sendto(data, address)`` or ``sendto(data, flags, address)`` -> bytes sent."""
+        if kwargs:
+            raise TypeError(f"{_kw_qualifier(2)}sendto() takes no keyword arguments")
+        if len(args) not in (2, 3):
+            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args)} given)")
+        data = _bytes_like(args[0])
+        flags = c_int(args[1]) if len(args) == 3 else 0
+        dest = self._sockaddr(args[-1], "sendto")
+        n = self._ns._kernel.sendmsg(self._live(), data, flags, dest, self._timeout_ns == 0)
+        return self._would_block("sendto()") if n is None else n
 
     def recv(self, *args: Any, **kwargs: Any) -> bytes:
-        return self._unmodelled("recv()")
+        """``recv(bufsize[, flags])`` -> bytes (``b''`` at end of stream)."""
+        bufsize, flags = self._recv_args("recv", args, kwargs)
+        got = self._ns._kernel.recvmsg(self._live(), bufsize, flags, self._timeout_ns == 0)
+        return self._would_block("recv()") if got is None else got[0]
 
-    def recvfrom(self, *args: Any, **kwargs: Any) -> Any:
-        return self._unmodelled("recvfrom()")
+    def recvfrom(self, *args: Any, **kwargs: Any) -> tuple[bytes, Any]:
+        """``recvfrom(bufsize[, flags])`` -> ``(bytes, address)``; the address is None on a
+        connected TCP socket, as the kernel reports no name there."""
+        bufsize, flags = self._recv_args("recvfrom", args, kwargs)
+        got = self._ns._kernel.recvmsg(self._live(), bufsize, flags, self._timeout_ns == 0)
+        if got is None:
+            return self._would_block("recvfrom()")
+        data, src = got
+        return data, (None if src is None else self._format_addr(src))
+
+    def _recv_args(self, name: str, args: tuple, kwargs: dict) -> tuple[int, int]:
+        _arg_count(name, args, kwargs, 1, 2)
+        bufsize = _ssize(args[0])
+        flags = c_int(args[1]) if len(args) > 1 else 0
+        if bufsize < 0:
+            raise ValueError(f"negative buffersize in {name}")
+        return bufsize, flags
+
+    def _format_addr(self, src: tuple[int, int, int, int]) -> tuple:
+        """A model address ``(addr, port, flowinfo, scope_id)`` as CPython's makesockaddr."""
+        if self._family == AF_INET:
+            return (format_ipv4(src[0]), src[1])
+        return (format_ipv6(src[0]), src[1], src[2], src[3])
 
     def shutdown(self, *args: Any, **kwargs: Any) -> None:
         """``shutdown(how)``: SHUT_RD, SHUT_WR or SHUT_RDWR."""

@@ -28,6 +28,8 @@ from ._env import Rng
 from ._errors import Cause, Op, OutOfScope, Proto, refuse
 from ._rules import CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN, STATE_NAMES, SYN_SENT, TIME_WAIT
 from ._connect import ConnectOps
+from ._datagram import DatagramOps
+from ._stream import StreamOps
 from ._explain import LazyReasons
 from ._sock import Bind2Bucket, BindBucket, ReuseportGroup, Sock, chain_key, snapshot
 from ._sysctl import RANGE, SysctlError, Sysctls
@@ -110,7 +112,7 @@ class Refusal:
         self.owners, self.detail, self.ns, self.extra = owners, detail, ns, extra
 
 
-class NetNS(ConnectOps):
+class NetNS(ConnectOps, StreamOps, DatagramOps):
     """The state of one network namespace (spec §1): devices and addresses, sysctls, sockets
     and the TCP/UDP port tables.  See the module header for the rules of this class."""
 
@@ -970,6 +972,24 @@ class NetNS(ConnectOps):
         else:
             sk.tb = sk.tb2 = None
             sk.num = 0
+
+    # -- data: dispatched to model/_stream.py (TCP) and model/_datagram.py (UDP) ----------
+    def sendmsg(self, sk: Sock, data: bytes, flags: int, dest: Any, nonblock: bool) -> int | None:
+        """send()/sendto(): ``dest`` is ``(addr, port, flowinfo, scope_id)`` or None.  Returns
+        the bytes sent, or None where the call would block."""
+        if sk.tcp:
+            return self.tcp_sendmsg(sk, data, flags, dest, nonblock)
+        return self.udp_sendmsg(sk, data, flags, dest, nonblock)
+
+    def recvmsg(self, sk: Sock, bufsize: int, flags: int, nonblock: bool) -> tuple[bytes, Any] | None:
+        """recv()/recvfrom(): ``(data, source)`` (source None on TCP), or None where it would block."""
+        if sk.tcp:
+            return self.tcp_recvmsg(sk, bufsize, flags, nonblock)
+        return self.udp_recvmsg(sk, bufsize, flags, nonblock)
+
+    def poll(self, sk: Sock) -> tuple[bool, bool, bool]:
+        """(readable, writable, exceptional) as select() reports them."""
+        return self.tcp_poll(sk) if sk.tcp else self.udp_poll(sk)
 
     def shutdown(self, sk: Sock, how: int) -> None:
         """``inet_shutdown`` + ``tcp_shutdown`` (``how``: 0 = RD, 1 = WR, 2 = RDWR).  An
