@@ -377,24 +377,28 @@ def judge(scenario: Scenario, claim: Claim, results: list[StepResult]) -> Verdic
     """The claim's verdict from the scenario's outcomes (see the module header)."""
     idx = [scenario.labels[lab] for lab in claim.predicts]
     last = max(idx)
-    for r in results[:last + 1]:
+    for n, r in enumerate(results[:last + 1]):
         if is_out_of_scope(r):
-            return Verdict(claim, NOT_MODELLED, tuple(_evidence(scenario, claim, results)),
+            return Verdict(claim, NOT_MODELLED, tuple(_evidence(scenario, claim, results, n)),
                            f"{r.step.line}: {r.error}")
-    ev = _evidence(scenario, claim, results)
+    ev = _evidence(scenario, claim, results, len(results))
     held = sum(e["held"] for e in ev)
     verdict = "true" if held == len(ev) else "false" if held == 0 else "partly"
     return Verdict(claim, verdict, tuple(ev))
 
 
-def _evidence(scenario: Scenario, claim: Claim, results: list[StepResult]) -> list[dict[str, Any]]:
+def _evidence(scenario: Scenario, claim: Claim, results: list[StepResult], unmodelled_from: int
+              ) -> list[dict[str, Any]]:
+    """One entry per predicted step; ``modelled`` is False from the first OutOfScope step on
+    (its outcome and ``held`` then mean nothing)."""
     out = []
     for lab, pred in claim.predicts.items():
         i = scenario.labels[lab]
         r = results[i] if i < len(results) else None
         got = r.outcome if r is not None else "(not run)"
         out.append({"label": lab, "step": scenario.steps[i].line, "predicted": pred, "outcome": got,
-                    "held": _holds(pred, got), "note": scenario.notes.get(i, "")})
+                    "held": _holds(pred, got) and i < unmodelled_from, "modelled": i < unmodelled_from,
+                    "note": scenario.notes.get(i, "")})
     return out
 
 
