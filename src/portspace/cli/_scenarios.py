@@ -138,6 +138,12 @@ def load_example(name: str) -> Any:
     return loads(f.read_text(encoding="utf-8"), fname, json_format=True)
 
 
+def _body(line: str) -> str:
+    """A step line without its ``-> expected`` part and comment."""
+    return line.split("->", 1)[0].split("#", 1)[0].strip() if not line.startswith("ns sysctl") else \
+        line.split("->", 1)[0].strip()
+
+
 def _shown(outcome: str) -> str:
     """An outcome on one line (a sysctl's tab shown as \\t)."""
     return outcome.replace("\t", "\\t").replace("\n", "\\n")
@@ -198,7 +204,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 k.close()
     rows = []
     for i, st in enumerate(sc.steps):
-        row: dict[str, Any] = {"n": i + 1, "step": st.line, "expect": st.want}
+        row: dict[str, Any] = {"n": i + 1, "step": _body(st.line), "expect": st.want}
         label = sc.label_of(i)
         if label:
             row["label"] = label
@@ -425,9 +431,9 @@ def _claims(args: argparse.Namespace) -> int:
             pred = f"not {_shown(e['predicted'][1:])}" if e["predicted"].startswith("!") else _shown(e["predicted"])
             got = _shown(e["outcome"])
             if not e["modelled"]:
-                print(f"    {e['step']}  ->  (not modelled yet; the claim predicts {pred})")
+                print(f"    {_body(e['step'])}  ->  (not modelled yet; the claim predicts {pred})")
             else:
-                print(f"    {e['step']}  ->  {got}   ({mark}: the claim predicts {pred})")
+                print(f"    {_body(e['step'])}  ->  {got}   ({mark}: the claim predicts {pred})")
         if v["verdict"] == "not modelled yet":
             print(f"    not modelled yet: {v['why']}")
         if v["note"]:
