@@ -70,3 +70,13 @@ def test_entry_point_declared():
     doc = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert doc["project"]["entry-points"]["pytest11"] == {"portspace": "portspace.pytest_plugin"}
     assert "examples/*.json" in doc["tool"]["setuptools"]["package-data"]["portspace"]
+
+
+def test_readme_example_runs(pytester):
+    """The README's fixture example, as a user would paste it."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Testing your own code", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    pytester.makepyfile(test_readme=code)
+    result = pytester.runpytest(*_plugin_args(), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
