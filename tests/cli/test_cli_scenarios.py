@@ -288,3 +288,13 @@ def test_demo_still_works(capsys):
 
 
 _ = run_script
+
+
+def test_readme_shows_real_run_tables_output(capsys):
+    """The README's seed-000 `portspace run --tables` block is this command's actual output."""
+    from pathlib import Path
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("$ portspace run --example seed000-udp-and-tcp --tables</code></summary>\n\n```\n", 1)[1]
+    block = block.split("\n```", 1)[0]
+    assert main(["run", "--example", "seed000-udp-and-tcp", "--tables"]) == 0
+    assert capsys.readouterr().out.rstrip() == block.rstrip()
