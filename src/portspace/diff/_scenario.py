@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from ._script import KINDS, OPTIONS, Step, StepResult, parse
+from ._script import KINDS, OPTIONS, TEXT_OPTIONS, Step, StepResult, parse
 
 NOT_MODELLED = "not modelled yet"
 VERDICTS = ("true", "false", "partly", NOT_MODELLED)
@@ -55,7 +55,7 @@ SOCKET_OPS = {
     "bind": (2, 3), "listen": (0, 1), "close": (0, 0), "getsockname": (0, 0), "name": (0, 0),
     "peer": (0, 0), "connect": (2, 3), "disconnect": (0, 0), "shutdown": (1, 1), "timeout": (1, 1),
     "error": (0, 0), "port": (0, 0), "linger": (2, 2), "set": (2, 2), "get": (1, 1),
-    "send": (0, 1), "sendto": (2, 3), "recv": (0, 0),
+    "send": (0, 1), "sendto": (2, 3), "recv": (0, 0), "join": (1, 2),
 }
 NS_OPS = {"addr": (1, 2), "device": (1, 1), "sysctl": (1, 2), "sleep": (1, 1), "advance": (1, 1),
           "drain": (1, 64)}
@@ -280,6 +280,15 @@ def _port_ok(text: str) -> bool:
     return text.isdigit() and int(text) <= 65535
 
 
+def _ipv4_ok(text: str) -> bool:
+    import socket
+    try:
+        socket.inet_aton(text)
+        return text.count(".") == 3
+    except OSError:
+        return False
+
+
 def _num_ok(text: str) -> bool:
     try:
         return float(text) >= 0
@@ -307,7 +316,7 @@ def _problem(st: Step, known: set[str]) -> str | None:
                     return f"range= needs LO-HI, not {val!r}"
             elif key not in OPTIONS:
                 return f"unknown socket option {o!r} (options: {', '.join([*OPTIONS, 'nonblock', 'uid=N'])})"
-            elif eq and key != "dev" and not val.lstrip("-").isdigit():
+            elif eq and key not in TEXT_OPTIONS and not val.lstrip("-").isdigit():
                 return f"option {key} needs a number, not {val!r}"
         known.add(st.target)
         return None
@@ -354,8 +363,11 @@ def _problem(st: Step, known: set[str]) -> str | None:
         return "linger takes ONOFF SECONDS"
     if st.op in ("set", "get") and a[0] not in OPTIONS:
         return f"unknown option {a[0]!r} (one of {', '.join(OPTIONS)})"
-    if st.op == "set" and a[0] not in ("dev",) and not a[1].lstrip("-").isdigit():
+    if st.op == "set" and a[0] not in TEXT_OPTIONS and not a[1].lstrip("-").isdigit():
         return f"option {a[0]} needs a number, not {a[1]!r}"
+    if (st.op == "join" or (st.op == "set" and a[0] == "multicast_if")) and not all(
+            _ipv4_ok(x) for x in (a if st.op == "join" else a[1:])):
+        return "needs IPv4 addresses"
     return None
 
 

@@ -20,7 +20,8 @@ getpeername() as ``host:port`` with a default-range ephemeral port shown as ``ep
 ``set OPTION VALUE`` (``reuseaddr``, ``reuseport``, ``v6only``, ``dev``, ``freebind``,
 ``broadcast``), ``get OPTION``; ``x = L accept`` accepts on L and names the new socket x; data:
 ``send [DATA]``, ``sendto HOST PORT [DATA]`` (DATA defaults to ``x``; the outcome is the byte
-count), ``recv`` (one read, its bytes' ``repr``).  Namespace steps: ``ns addr
+count), ``recv`` (one read, its bytes' ``repr``); ``join GROUP [IFADDR]`` (IP_ADD_MEMBERSHIP;
+options ``multicast_if ADDR`` and ``multicast_all 0|1`` for ``set``).  Namespace steps: ``ns addr
 CIDR [DEV]``, ``ns device NAME``, ``ns sysctl NAME [VALUE]``, ``ns sleep SECONDS`` (alias ``ns
 advance``: the model's virtual clock; real time on the kernel), ``ns drain S1 S2 ...`` (read every
 queued datagram of the named sockets without blocking; the outcome ``K of N sockets, D
@@ -54,7 +55,10 @@ OPTIONS = {
     "dev": (socket.SOL_SOCKET, socket.SO_BINDTODEVICE),
     "broadcast": (socket.SOL_SOCKET, socket.SO_BROADCAST),
     "range": (socket.IPPROTO_IP, 51),  # IP_LOCAL_PORT_RANGE
+    "multicast_if": (socket.IPPROTO_IP, socket.IP_MULTICAST_IF),   # value: an IPv4 address
+    "multicast_all": (socket.IPPROTO_IP, 49),                      # IP_MULTICAST_ALL
 }
+TEXT_OPTIONS = ("dev", "multicast_if")   # options whose value is text, not a number
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,8 @@ def _opt_value(name: str, text: str) -> Any:
         return int(text).to_bytes(4, "little")
     if name == "dev":
         return text.encode() if text not in ("-", "none") else b""
+    if name == "multicast_if":
+        return socket.inet_aton(text)
     return int(text)
 
 
@@ -252,6 +258,9 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                 if s.family == socket.AF_INET6:
                     return str(s.sendto(data, (_host(a[0]), int(a[1]), 0, 0)))
                 return str(s.sendto(data, (_host(a[0]), int(a[1]))))
+            if st.op == "join":
+                mreq = socket.inet_aton(a[0]) + socket.inet_aton(a[1] if len(a) > 1 else "0.0.0.0")
+                return s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
             if st.op == "recv":
                 return repr(s.recv(65536))
             if st.op == "port":
