@@ -299,3 +299,12 @@ def test_readme_shows_real_run_tables_output(capsys):
     block = block.split("\n```", 1)[0]
     assert main(["run", "--example", "seed000-udp-and-tcp", "--tables"]) == 0
     assert capsys.readouterr().out.rstrip() == block.rstrip()
+
+
+def test_readme_claims_excerpt_is_real_output(capsys):
+    from pathlib import Path
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("the verdict computed from the outcomes, and the steps that decide it:\n\n```\n", 1)[1]
+    block = block.split("\n...\n```", 1)[0]
+    assert main(["claims"]) == 0
+    assert capsys.readouterr().out.startswith(block)
