@@ -105,7 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_demo(res)
         return 0
     if args.command in _scenarios.COMMANDS:
-        return _scenarios.run(args, parser)
+        try:
+            return _scenarios.run(args, parser)
+        except BrokenPipeError:   # `portspace claims | head`: the reader left; no traceback
+            import os
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
     if args.command in _live.COMMANDS:
         return _live.run(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse rejects it first
