@@ -65,11 +65,15 @@ Each scenario is a file portspace run accepts: portspace run --example NAME"""
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     fmt = argparse.RawDescriptionHelpFormatter
+    import textwrap
+
+    def wrap(text: str) -> str:
+        return textwrap.fill(text, 92)
     run = sub.add_parser("run", help="run a scenario file step by step on the model (or the kernel)",
-                         description="Run a scenario (JSON, or a text step script) on a model namespace: "
-                                     "each step with its outcome and, for a refusal, the model's reasons; "
-                                     "optionally the kernel tables after each step, the live kernel, or "
-                                     "both side by side.", epilog=RUN_EPILOG, formatter_class=fmt)
+                         description=wrap("Run a scenario (JSON, or a text step script) on a model namespace: "
+                                          "each step with its outcome and, for a refusal, the model's reasons; "
+                                          "optionally the kernel tables after each step, the live kernel, or "
+                                          "both side by side."), epilog=RUN_EPILOG, formatter_class=fmt)
     run.add_argument("file", nargs="?", metavar="FILE", help="a .json scenario or a step script")
     run.add_argument("--example", metavar="NAME", help="a scenario shipped with portspace (see --list)")
     run.add_argument("--list", action="store_true", help="list the shipped scenarios and exit")
@@ -84,11 +88,11 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
 
     from portspace.diff._matrix import MODE_HELP
     mx = sub.add_parser("matrix", help="the pairwise bind conflict matrix (spec §3.6), computed by the model",
-                        description="Compute the pairwise bind()/listen() conflict matrix of spec §3.6 by "
-                                    "running every pair of binds (8 address classes) on a fresh model "
-                                    "namespace; optionally run the same pairs on the live kernel and mark "
-                                    "the cells that differ.  Modes: " +
-                                    "; ".join(f"{k} = {v}" for k, v in MODE_HELP.items()) + ".",
+                        description=wrap("Compute the pairwise bind()/listen() conflict matrix of spec §3.6 by "
+                                         "running every pair of binds (8 address classes) on a fresh model "
+                                         "namespace; optionally run the same pairs on the live kernel and "
+                                         "mark the cells that differ.  Modes: " +
+                                         "; ".join(f"{k} = {v}" for k, v in MODE_HELP.items()) + "."),
                         epilog=MATRIX_EPILOG, formatter_class=fmt)
     mx.add_argument("--proto", choices=("tcp", "udp"), default="tcp", help="protocol (default tcp)")
     mx.add_argument("--mode", choices=[*MODE_HELP, "all"], default="none",
@@ -97,9 +101,10 @@ def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     mx.add_argument("--json", action="store_true", help="machine-readable output")
 
     cl = sub.add_parser("claims", help="popular claims about ports (seed articles, spec §8), checked",
-                        description="Every claim of the three seed articles and of spec §8, each checked by "
-                                    "running its example scenario on the model (and on the live kernel "
-                                    "with --kernel): the claim, its source, the verdict and the evidence.",
+                        description=wrap("Every claim of the three seed articles and of spec §8, each checked by "
+                                         "running its example scenario on the model (and on the live kernel "
+                                         "with --kernel): the claim, its source, the verdict and the "
+                                         "evidence."),
                         epilog=CLAIMS_EPILOG, formatter_class=fmt)
     cl.add_argument("--kernel", action="store_true", help="also on the live kernel (root and unshare)")
     cl.add_argument("--json", action="store_true", help="a JSON list of {claim, source, verdict, evidence, ...}")
