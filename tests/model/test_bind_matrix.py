@@ -14,26 +14,9 @@ import pytest
 
 from tests.conftest import make_ns
 
-A4, A6 = socket.AF_INET, socket.AF_INET6
-ADDRS = [  # label, family, host, v6only
-    ("0.0.0.0", A4, "0.0.0.0", None),
-    ("127.0.0.1", A4, "127.0.0.1", None),
-    ("127.0.0.2", A4, "127.0.0.2", None),
-    ("[::]", A6, "::", False),
-    ("[::]v6only", A6, "::", True),
-    ("[::1]", A6, "::1", None),
-    ("[::ffff:0.0.0.0]", A6, "::ffff:0.0.0.0", None),
-    ("[::ffff:127.0.0.1]", A6, "::ffff:127.0.0.1", None),
-]
-MODES = {  # first socket's options, second's, second's uid
-    "none": ({}, {}, None),
-    "reuseaddr": ({"reuseaddr": True}, {"reuseaddr": True}, None),
-    "reuseport": ({"reuseport": True}, {"reuseport": True}, None),
-    "reuseport/uid": ({"reuseport": True}, {"reuseport": True}, 1000),
-    "ra1-only": ({"reuseaddr": True}, {}, None),
-    "ra2-only": ({}, {"reuseaddr": True}, None),
-}
-SHORT = {"OK": "ok", "EADDRINUSE": "INUSE", "bindOK/listen2:OK": "ok/ok", "bindOK/listen2:EADDRINUSE": "ok/INUSE"}
+# the enumeration (address classes, modes, the cell procedure) lives in src, shared with
+# ``portspace matrix``; this test holds it to the recorded kernel tables
+from portspace.diff._matrix import ADDRS, MODES, all_cells, cell  # noqa: E402
 
 
 def load_expected() -> dict[tuple[str, str, bool, str, str], str]:
@@ -55,55 +38,6 @@ def load_expected() -> dict[tuple[str, str, bool, str, str], str]:
 
 
 EXPECTED = load_expected()
-
-
-def _mk(ns, fam, typ, v6only, uid, opts):
-    def make():
-        s = ns.socket(fam, typ)
-        if opts.get("reuseaddr"):
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if opts.get("reuseport"):
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if v6only is not None and fam == A6:
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
-        return s
-    if uid is None:
-        return make()
-    with ns.user(uid):
-        return make()
-
-
-def _err(fn) -> str:
-    try:
-        fn()
-        return "OK"
-    except OSError as e:
-        import errno
-        return errno.errorcode[e.errno]
-
-
-def cell(ns, typ, a1, a2, mode, listen_first, port) -> str:
-    o1, o2, uid2 = MODES[mode]
-    s1 = _mk(ns, a1[1], typ, a1[3], None, o1)
-    s1.bind((a1[2], port) if a1[1] == A4 else (a1[2], port, 0, 0))
-    if listen_first and typ == socket.SOCK_STREAM:
-        s1.listen()
-    s2 = _mk(ns, a2[1], typ, a2[3], uid2, o2)
-    r = _err(lambda: s2.bind((a2[2], port) if a2[1] == A4 else (a2[2], port, 0, 0)))
-    if r == "OK" and typ == socket.SOCK_STREAM and not listen_first:
-        s1.listen()
-        r = "bindOK/listen2:" + _err(s2.listen)
-    s1.close()
-    s2.close()
-    return SHORT.get(r, r)
-
-
-def all_cells():
-    for mode in MODES:
-        for lf in (True, False):
-            yield ("TCP", socket.SOCK_STREAM, mode, lf)
-    for mode in MODES:
-        yield ("UDP", socket.SOCK_DGRAM, mode, False)
 
 
 @pytest.mark.parametrize("proto,typ,mode,listen_first", [

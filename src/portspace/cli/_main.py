@@ -1,6 +1,9 @@
 """``portspace`` command: ``main(argv) -> int`` over the public API (pyupgrade's CLI idiom).
 
 Subcommands:
+  claims   every claim of the seed articles and spec §8, checked by its scenario (``cli/_scenarios.py``)
+  run      a scenario file step by step (model, kernel or both), with reasons and tables
+  matrix   the pairwise bind conflict matrix of spec §3.6, computed
   demo     seed 000's experiment on the model, each outcome and why refusals happen
   ls, explain, ports   questions about the live host (``cli/_live.py``)
 """
@@ -14,7 +17,7 @@ from typing import Any, Sequence
 
 import portspace
 
-from . import _live
+from . import _live, _scenarios
 
 DEMO_STEPS = [
     # (socket name, kind, address, what the article asked)
@@ -70,11 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="portspace",
         description="The Linux 6.18 port manager as an executable model: which bind()/listen() "
                     "succeed, and why the others fail.",
-        epilog="examples:\n  portspace demo\n  portspace demo --json | jq '.steps[1].why'\n"
-               "  portspace ls --tcp\n  portspace explain tcp 0.0.0.0:8080\n  portspace ports",
+        epilog="examples:\n  portspace claims\n  portspace run --example seed000-udp-and-tcp --tables\n"
+               "  portspace matrix --proto udp --mode reuseport\n  portspace demo\n"
+               "  portspace demo --json | jq '.steps[1].why'\n"
+               "  portspace ls --tcp\n  portspace explain tcp 0.0.0.0:8080\n  portspace ports\n\n"
+               "portspace COMMAND --help describes each command, with examples.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"portspace {portspace.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    scen = _scenarios.add_parsers(sub)
     demo = sub.add_parser("demo", help="seed 000's experiment on the model, with the reasons for each refusal",
                           description="Run the seed-000 experiment (two UDP binds of 127.0.0.1:5556, then "
                                       "TCP on the same port) on a model namespace and explain each outcome.",
@@ -82,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--json", action="store_true", help="machine-readable output")
     demo.add_argument("--seed", type=int, default=0, help="RNG seed of the model namespace (default 0)")
     _live.add_parsers(sub, parser)
+    for p in (*scen, demo):
+        p.error = _live._one_line_error(p)  # type: ignore[method-assign]
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -95,6 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _print_demo(res)
         return 0
+    if args.command in _scenarios.COMMANDS:
+        try:
+            return _scenarios.run(args, parser)
+        except BrokenPipeError:   # `portspace claims | head`: the reader left; no traceback
+            import os
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
     if args.command in _live.COMMANDS:
         return _live.run(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse rejects it first

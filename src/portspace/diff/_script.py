@@ -18,9 +18,15 @@ v6only=0 dev=NAME freebind nonblock no_port range=LO-HI uid=N``.  Socket steps: 
 getpeername() as ``host:port`` with a default-range ephemeral port shown as ``eph``),
 ``connect HOST PORT``, ``disconnect``, ``shutdown rd|wr|rdwr``, ``timeout SECONDS|none``, ``error`` (SO_ERROR),
 ``set OPTION VALUE`` (``reuseaddr``, ``reuseport``, ``v6only``, ``dev``, ``freebind``,
-``broadcast``), ``get OPTION``; ``x = L accept`` accepts on L and names the new socket x.  Namespace steps: ``ns addr
-CIDR [DEV]``, ``ns device NAME``, ``ns sysctl NAME [VALUE]``, ``ns sleep SECONDS`` (the model's
-virtual clock; real time on the kernel).  A trailing ``as=UID`` runs the
+``broadcast``), ``get OPTION``; ``x = L accept`` accepts on L and names the new socket x; data:
+``send [DATA]``, ``sendto HOST PORT [DATA]`` (DATA defaults to ``x``; the outcome is the byte
+count), ``recv`` (one read, its bytes' ``repr``); ``join GROUP [IFADDR]`` (IP_ADD_MEMBERSHIP;
+options ``multicast_if ADDR`` and ``multicast_all 0|1`` for ``set``).  Namespace steps: ``ns addr
+CIDR [DEV]``, ``ns device NAME``, ``ns sysctl NAME [VALUE]``, ``ns sleep SECONDS`` (alias ``ns
+advance``: the model's virtual clock; real time on the kernel), ``ns drain S1 S2 ...`` (read every
+queued datagram of the named sockets without blocking; the outcome ``K of N sockets, D
+datagram(s)`` says how many of them received any, independent of which one: the reuseport hash key
+differs between runs).  A trailing ``as=UID`` runs the
 step as that uid.  Hosts may be written ``[::1]``.
 
 Outcomes are normalised the same way on both sides (style §5.5): ``OK``; an errno name
@@ -49,7 +55,10 @@ OPTIONS = {
     "dev": (socket.SOL_SOCKET, socket.SO_BINDTODEVICE),
     "broadcast": (socket.SOL_SOCKET, socket.SO_BROADCAST),
     "range": (socket.IPPROTO_IP, 51),  # IP_LOCAL_PORT_RANGE
+    "multicast_if": (socket.IPPROTO_IP, socket.IP_MULTICAST_IF),   # value: an IPv4 address
+    "multicast_all": (socket.IPPROTO_IP, 49),                      # IP_MULTICAST_ALL
 }
+TEXT_OPTIONS = ("dev", "multicast_if")   # options whose value is text, not a number
 
 
 @dataclass(frozen=True)
@@ -133,17 +142,23 @@ def _opt_value(name: str, text: str) -> Any:
         return int(text).to_bytes(4, "little")
     if name == "dev":
         return text.encode() if text not in ("-", "none") else b""
+    if name == "multicast_if":
+        return socket.inet_aton(text)
     return int(text)
 
 
-def run_script(ns: Any, script: str | Iterable[Step]) -> list[StepResult]:
-    """Run every step on ``ns``; sockets are closed at the end."""
+def run_script(ns: Any, script: str | Iterable[Step],
+               after: Callable[[StepResult], None] | None = None) -> list[StepResult]:
+    """Run every step on ``ns``; sockets are closed at the end.  ``after(result)`` is called
+    after each step, before the next one (``portspace run --tables`` draws the tables there)."""
     steps = parse(script) if isinstance(script, str) else list(script)
     socks: dict[str, Any] = {}
     results: list[StepResult] = []
     try:
         for st in steps:
             results.append(_run_step(ns, socks, st))
+            if after is not None:
+                after(results[-1])
     finally:
         for s in socks.values():
             try:
@@ -190,8 +205,10 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                     return ns.add_address(st.args[0], *(st.args[1:2] or ("lo",)))
                 if st.op == "device":
                     return ns.add_device(st.args[0])
-                if st.op == "sleep":
+                if st.op in ("sleep", "advance"):
                     return ns.advance(float(st.args[0]))
+                if st.op == "drain":
+                    return _drain([socks[name] for name in st.args])
                 if st.op == "sysctl":
                     return ns.sysctl(st.args[0], st.args[1] if len(st.args) > 1 else None)
                 raise ValueError(f"unknown namespace step {st.line!r}")
@@ -234,6 +251,18 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                 return s.settimeout(None if a[0] == "none" else float(a[0]))
             if st.op == "error":
                 return str(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+            if st.op == "send":
+                return str(s.send((a[0] if a else "x").encode()))
+            if st.op == "sendto":
+                data = (a[2] if len(a) > 2 else "x").encode()
+                if s.family == socket.AF_INET6:
+                    return str(s.sendto(data, (_host(a[0]), int(a[1]), 0, 0)))
+                return str(s.sendto(data, (_host(a[0]), int(a[1]))))
+            if st.op == "join":
+                mreq = socket.inet_aton(a[0]) + socket.inet_aton(a[1] if len(a) > 1 else "0.0.0.0")
+                return s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+            if st.op == "recv":
+                return repr(s.recv(65536))
             if st.op == "port":
                 return str(s.getsockname()[1])
             if st.op == "linger":
@@ -250,6 +279,27 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
             raise ValueError(f"unknown step {st.line!r}")
     text, err = outcome(call)
     return StepResult(st, text, err)
+
+
+def _drain(socks: list[Any]) -> str:
+    """Read every queued datagram of ``socks`` without blocking (see the module header)."""
+    hit = total = 0
+    for s in socks:
+        before = s.gettimeout()
+        s.settimeout(0)
+        try:
+            got = 0
+            while True:
+                try:
+                    s.recvfrom(65536)
+                except (BlockingIOError, TimeoutError):
+                    break
+                got += 1
+        finally:
+            s.settimeout(before)
+        hit += got > 0
+        total += got
+    return f"{hit} of {len(socks)} sockets, {total} datagram{'' if total == 1 else 's'}"
 
 
 def _ephemeral_masked(addr: tuple) -> str:
