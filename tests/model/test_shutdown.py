@@ -29,6 +29,37 @@ SCENARIOS = {
         d = tcp4
         d connect 127.0.0.1 5020 -> OK
     """,
+    "a stopped listener never connects: EINVAL after routing (probed on 6.18)": """
+        L = tcp4
+        L bind 0.0.0.0 5022 -> OK
+        L listen 0 -> OK
+        L connect 127.0.0.1 5022 -> EISCONN
+        L shutdown rd -> OK
+        L connect 127.0.0.1 5022 -> EINVAL
+        L connect 10.9.9.9 80 -> ENETUNREACH
+        L connect 127.0.0.1 0 -> EINVAL
+        L listen -> OK
+        L shutdown rdwr -> OK
+        L connect 127.0.0.1 5022 -> EINVAL
+        L name -> 0.0.0.0:5022
+        A = tcp4
+        A listen -> OK
+        A disconnect -> OK
+        A connect 127.0.0.1 5022 -> EINVAL
+    """,
+    "a socket whose listen() failed still connects": """
+        a = tcp4 reuseaddr
+        a bind 127.0.0.1 5023 -> OK
+        b = tcp4 reuseaddr
+        b bind 127.0.0.1 5023 -> OK
+        a listen -> OK
+        b listen -> EADDRINUSE
+        b connect 127.0.0.1 5024 -> ECONNREFUSED
+        x = tcp4
+        x bind 127.0.0.1 5024 -> OK
+        x listen -> OK
+        b connect 127.0.0.1 5024 -> OK
+    """,
     "listener SHUT_WR changes nothing": """
         L = tcp4
         L bind 127.0.0.1 5021 -> OK

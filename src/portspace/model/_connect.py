@@ -325,6 +325,8 @@ class ConnectOps:
         sk.daddr, sk.v6_daddr, sk.dport = new_daddr, new_v6d, dport
         sk.state = SYN_SENT
         try:
+            if sk.listened:
+                raise refuse(Op.CONNECT, Proto.TCP, Cause.FORMER_LISTENER)
             if sk.num:
                 lk = _v6key(sk.family, sk.rcv_saddr, sk.v6_rcv_saddr)
                 rk = _v6key(sk.family, sk.daddr, sk.v6_daddr)

@@ -90,6 +90,8 @@ class Cause(enum.Enum):
     CONN_REFUSED = "nothing listens on the destination (the peer answered with a reset)"
     CONN_ABORTED = "the connection attempt failed earlier and its error was already reported"
     CONN_RESET = "the peer reset the connection"
+    FORMER_LISTENER = ("the socket has listened; once shutdown() or connect(AF_UNSPEC) stopped it, Linux refuses "
+                       "to connect it (probed on 6.18: EINVAL after routing, for any destination)")
     BROADCAST_NEEDS_OPTION = "sending to a broadcast address needs SO_BROADCAST (spec §6.6)"
     WOULD_BLOCK = "nothing is ready and the socket is non-blocking"
     FAULT = "the option buffer is not readable (NULL with a length)"
@@ -139,6 +141,7 @@ ERRNO_DEFAULT: Final[dict[Cause, int]] = {
     Cause.CONN_REFUSED: errno.ECONNREFUSED,
     Cause.CONN_ABORTED: errno.ECONNABORTED,
     Cause.CONN_RESET: errno.ECONNRESET,
+    Cause.FORMER_LISTENER: errno.EINVAL,
     Cause.BROADCAST_NEEDS_OPTION: errno.EACCES,
     Cause.WOULD_BLOCK: errno.EAGAIN,
     Cause.PROTO_NOT_SUPPORTED: errno.EPROTONOSUPPORT,

@@ -835,6 +835,7 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         except OSError:
             sk.state = CLOSE
             raise
+        sk.listened = True
         sk.backlog = backlog
         sk.accept_queue = []
         key = chain_key(sk) + (sk.num,)

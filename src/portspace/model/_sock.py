@@ -45,6 +45,7 @@ class Sock:
     sock_state = 1          # SS_UNCONNECTED
     closed = False
     err = 0                 # sk_err (an errno number, reported once)
+    listened = False        # has been a listener (a former listener never connects: EINVAL)
     # local binding
     num = 0                 # inet_num: the port held (0: none)
     sport = 0               # inet_sport: what getsockname() shows (may outlive the port)
