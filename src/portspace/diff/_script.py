@@ -13,7 +13,7 @@ A script is text, one step per line, with the expected outcome after ``->``::
     ns sysctl net.ipv4.ip_local_port_range "1000 2000" -> EINVAL
 
 Socket kinds are ``tcp4 tcp6 udp4 udp6``; creation options ``reuseaddr reuseport v6only
-v6only=0 dev=NAME freebind nonblock no_port range=LO-HI uid=N``.  Socket steps: ``bind HOST PORT [SCOPE]``,
+v6only=0 dev=NAME freebind nonblock no_port range=LO-HI linger2=SECONDS uid=N``.  Socket steps: ``bind HOST PORT [SCOPE]``,
 ``listen [BACKLOG]``, ``close``, ``getsockname``, ``name`` / ``peer`` (getsockname() /
 getpeername() as ``host:port`` with a default-range ephemeral port shown as ``eph``),
 ``connect HOST PORT``, ``disconnect``, ``shutdown rd|wr|rdwr``, ``timeout SECONDS|none``, ``error`` (SO_ERROR),
@@ -49,6 +49,7 @@ OPTIONS = {
     "dev": (socket.SOL_SOCKET, socket.SO_BINDTODEVICE),
     "broadcast": (socket.SOL_SOCKET, socket.SO_BROADCAST),
     "range": (socket.IPPROTO_IP, 51),  # IP_LOCAL_PORT_RANGE
+    "linger2": (socket.IPPROTO_TCP, socket.TCP_LINGER2),
 }
 
 
