@@ -918,9 +918,9 @@ class NetNS(ConnectOps):
             return
         state = sk.state
         linger = sk.opts.get((SOL_SOCKET, SO_LINGER))
-        if linger is not None and linger == (1, 0) and state in (ESTABLISHED, CLOSE_WAIT, SYN_SENT):
+        if linger is not None and linger == (1, 0) and state in (ESTABLISHED, CLOSE_WAIT, SYN_SENT, FIN_WAIT2):
             # SO_LINGER {on, 0}: tcp_disconnect sends a reset -- no TIME_WAIT on either side
-            # [V tw_extra:K]
+            # [V tw_extra:K]; also after shutdown(SHUT_WR) (FIN_WAIT2, tcp_need_reset)
             self.disconnect(sk)
             self._group_leave(sk)
             if sk.tb is not None:
