@@ -13,7 +13,7 @@ A script is text, one step per line, with the expected outcome after ``->``::
     ns sysctl net.ipv4.ip_local_port_range "1000 2000" -> EINVAL
 
 Socket kinds are ``tcp4 tcp6 udp4 udp6``; creation options ``reuseaddr reuseport v6only
-v6only=0 dev=NAME freebind nonblock no_port range=LO-HI uid=N``.  Socket steps: ``bind HOST PORT [SCOPE]``,
+v6only=0 dev=NAME freebind nonblock no_port range=LO-HI linger2=SECONDS uid=N``.  Socket steps: ``bind HOST PORT [SCOPE]``,
 ``listen [BACKLOG]``, ``close``, ``getsockname``, ``name`` / ``peer`` (getsockname() /
 getpeername() as ``host:port`` with a default-range ephemeral port shown as ``eph``),
 ``connect HOST PORT``, ``disconnect``, ``shutdown rd|wr|rdwr``, ``timeout SECONDS|none``, ``error`` (SO_ERROR),
@@ -57,6 +57,7 @@ OPTIONS = {
     "range": (socket.IPPROTO_IP, 51),  # IP_LOCAL_PORT_RANGE
     "multicast_if": (socket.IPPROTO_IP, socket.IP_MULTICAST_IF),   # value: an IPv4 address
     "multicast_all": (socket.IPPROTO_IP, 49),                      # IP_MULTICAST_ALL
+    "linger2": (socket.IPPROTO_TCP, socket.TCP_LINGER2),
 }
 TEXT_OPTIONS = ("dev", "multicast_if")   # options whose value is text, not a number
 

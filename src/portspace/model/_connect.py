@@ -34,7 +34,7 @@ from . import _rules
 from ._addr import AF_INET, AF_INET6, V4MAPPED_PREFIX, coverage, v4_is_multicast, \
     v6_is_mapped, v6_is_multicast, v6_needs_scope
 from ._errors import Cause, Deadlock, Op, OutOfScope, Proto, refuse
-from ._rules import CLOSE, ESTABLISHED, FIN_WAIT2, LISTEN, SYN_SENT
+from ._rules import CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN, SYN_SENT
 from ._sock import Bind2Bucket, BindBucket, Sock, chain_key
 
 # socket-layer states (include/uapi/linux/net.h: socket_state)
@@ -673,7 +673,8 @@ class ConnectOps:
             self._ehash_del(sk)
             if peer is not None and peer is not sk:
                 peer.peer = None
-                peer.err = 104  # ECONNRESET
+                # tcp_reset: EPIPE for a peer in CLOSE_WAIT (it had our FIN), else ECONNRESET
+                peer.err = 32 if peer.state == CLOSE_WAIT else 104
                 self._abort(peer)
             sk.peer = None
         sk.state = CLOSE

@@ -16,13 +16,14 @@ Rule 1: this module never changes state; it reads views and the namespace's conf
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from . import _rules
 from ._addr import AF_INET, AF_INET6, ANY, coverage, format_ipv4
 from ._errors import Cause, Op
-from ._rules import CLOSE, LISTEN, STATE_NAMES
+from ._rules import CLOSE, CLOSE_WAIT, ESTABLISHED, LISTEN, STATE_NAMES, SYN_SENT
 from ._sock import SockView
 
 
@@ -58,7 +59,7 @@ class SockInfo:
         peer = f" -> {self.remote}" if self.remote else ""
         if self.time_wait:
             left = f", {self.time_left:.1f} s left" if self.time_left is not None else ""
-            return (f"{self.state} remnant of socket #{self.fd} ({self.proto.upper()}{fam} "
+            return (f"a {self.state} remnant of socket #{self.fd} ({self.proto.upper()}{fam} "
                     f"{self.address}:{self.port}{peer}{left}, it had {self.options_text()})")
         return (f"socket #{self.fd} ({self.proto.upper()}{fam} {self.address}:{self.port}{peer}, {self.state}, "
                 f"uid {self.uid}, {self.options_text()})")
@@ -163,16 +164,22 @@ def _why_pair(new: Any, old: Any) -> tuple[str, str, str]:
             return ("reuseport-same-uid", "§3.2" if new.tcp else "§3.4",
                     f"{cover}; both have SO_REUSEPORT, but sharing needs the same owner uid "
                     f"(uid {new.uid} vs uid {old.uid})")
-    if old.is_tw and new.reuseaddr and not old.reuseaddr:
-        return ("time-wait-kept-old-flags", "§6.3",
-                f"{cover}; the TIME_WAIT remnant keeps the flags the old socket had, and it had no "
-                f"SO_REUSEADDR, so setting SO_REUSEADDR now does not help")
+    if old.is_tw:
+        # a remnant's flags are frozen: say which the new socket has in vain, and what is left
+        lacking = [n for n, mine, its in (("SO_REUSEADDR", new.reuseaddr, old.reuseaddr),
+                                          ("SO_REUSEPORT", new.reuseport, old.reuseport)) if mine and not its]
+        if lacking:
+            had = " nor ".join(lacking) if len(lacking) > 1 else lacking[0]
+            return ("time-wait-kept-old-flags", "§6.3",
+                    f"{cover}; it had {'neither ' if len(lacking) > 1 else 'no '}{had}, and a remnant keeps "
+                    f"the flags its socket had, so setting {' and '.join(lacking)} now does not help; wait "
+                    f"for it to expire")
     if new.reuseaddr != old.reuseaddr and not (new.reuseport and old.reuseport):
-        who = "the new socket" if new.reuseaddr else f"socket #{old.fd}"
+        who = "the new socket" if new.reuseaddr else ("the remnant" if old.is_tw else f"socket #{old.fd}")
         return ("reuse-option-on-one-side", "§3.5",
                 f"{cover}; only {who} has SO_REUSEADDR -- an option set on one side has no effect")
     if new.reuseport != old.reuseport:
-        who = "the new socket" if new.reuseport else f"socket #{old.fd}"
+        who = "the new socket" if new.reuseport else ("the remnant" if old.is_tw else f"socket #{old.fd}")
         return ("reuse-option-on-one-side", "§3.5",
                 f"{cover}; only {who} has SO_REUSEPORT -- an option set on one side has no effect")
     return ("overlap-without-reuse", "§2.1, §3.5",
@@ -227,15 +234,23 @@ def _fixes_for_conflict(refusal: Any, blockers: list[Any]) -> list[str]:
     # 1. options on both sides
     frozen = [b for b in blockers if b.is_tw]  # a remnant's flags cannot change any more
     if frozen:
-        pass
+        # only the new socket can still change: an option the remnants kept may be enough
+        for opt, field_ in (("SO_REUSEADDR", "reuseaddr"), ("SO_REUSEPORT", "reuseport")):
+            if getattr(new, field_):
+                continue
+            trial_new = new._replace(**{field_: True})
+            if not _conflicts(refusal, trial_new, owners):
+                many = len(frozen) > 1
+                fixes.append(f"{opt} were set on the new socket (the remnant{'s' if many else ''} of "
+                             f"{_fd_list(frozen)} ha{'ve' if many else 's'} it)")
     elif new.tcp:
         listening = [b for b in blockers if b.state == LISTEN]
         if not listening and refusal.op is Op.BIND:
             trial_new = new._replace(reuseaddr=True)
             trial = [o._replace(reuseaddr=True) if o.fd in ids else o for o in owners]
             if not _conflicts(refusal, trial_new, trial):
-                fixes.append(f"SO_REUSEADDR were set on the new socket and on {names} (none of them may "
-                             f"listen while they share the address)")
+                fixes.append(f"SO_REUSEADDR were set on the new socket and on {names} (it works only while "
+                             f"the others do not listen)")
     else:
         trial_new = new._replace(reuseaddr=True)
         trial = [o._replace(reuseaddr=True) if o.fd in ids else o for o in owners]
@@ -250,15 +265,24 @@ def _fixes_for_conflict(refusal: Any, blockers: list[Any]) -> list[str]:
         if not _conflicts(refusal, trial_new, trial):
             who = "" if target_uid == new.uid else f", and the new socket were created by uid {target_uid}"
             fixes.append(f"SO_REUSEPORT were set on the new socket and on {names} before they bind{who}")
-    # 2. close the blockers, or wait for remnants
-    if not _conflicts(refusal, new, others):
-        live = [b for b in blockers if not b.is_tw]
+    # 2. close the blockers, or wait for remnants.  Closing leaves nothing on the port only for
+    # sockets that are not connected or whose peer closed first (CLOSE_WAIT); an ESTABLISHED
+    # socket's close() is the active close and leaves a remnant with the same flags (spec §6.2)
+    live = [b for b in blockers if not b.is_tw]
+    plain = [b for b in live if not b.tcp or b.state in (LISTEN, CLOSE, SYN_SENT, CLOSE_WAIT)]
+    connected = [b for b in live if b.tcp and b.state == ESTABLISHED and b.remote_text() != f"{b.local_text()}:{b.num}"]
+    if len(plain) + len(connected) == len(live) and not _conflicts(refusal, new, others):
         rems = [b for b in blockers if b.is_tw]
         parts = []
-        if live:
-            parts.append(_fd_list(live) + " were closed")
+        if plain:
+            parts.append(_fd_list(plain) + " were closed")
+        if connected:
+            many = len(connected) > 1
+            parts.append(f"{_fd_list(connected)} were closed after {'their peers' if many else 'its peer'} "
+                         f"closed, or with SO_LINGER {{1, 0}} (a plain close() would leave a remnant on the port)")
         if rems:
             wait = max((b.expires - ns.clock_seconds()) for b in rems)
+            wait = math.ceil(round(wait * 10, 6)) / 10  # rounded up: waiting that long is enough
             parts.append(f"you waited {wait:.1f} s for the TIME_WAIT remnant{'s' if len(rems) > 1 else ''} "
                          f"of {_fd_list(rems)} to expire")
         fixes.append(", and ".join(parts))

@@ -61,6 +61,7 @@ IPV6_V6ONLY = 26
 IPV6_FREEBIND = 78
 IPV6_TRANSPARENT = 75
 TCP_NODELAY = 1
+TCP_LINGER2 = 8
 IFNAMSIZ = 16
 SOCK_STREAM = 1
 SOCK_DGRAM = 2
@@ -69,6 +70,14 @@ RTN_LOCAL, RTN_BROADCAST, RTN_MULTICAST, RTN_UNICAST = "local", "broadcast", "mu
 
 # Boolean options that have no effect on port management: stored and read back, nothing more.
 _PLAIN_BOOL_OPTS = {(SOL_SOCKET, SO_KEEPALIVE), (SOL_SOCKET, SO_BROADCAST), (IPPROTO_TCP, TCP_NODELAY)}
+
+# The orphaned FIN_WAIT2 lifetime (``tcp.h: tcp_fin_time``): TCP_LINGER2, else tcp_fin_timeout,
+# but never below 3.5 RTOs.  A loopback connection's RTO is the 200 ms minimum (plus a few
+# jiffies), so the floor is taken as 0.7 s [V linger2 table: tcp_fin_timeout 0 or -1 freed the
+# port after 0.7-0.8 s].  TCP_LINGER2 is clamped to TCP_FIN_TIMEOUT_MAX = 120 s.
+FIN_TIME_FLOOR = 0.7
+TCP_FIN_TIMEOUT_MAX = 120
+TCP_TIMEWAIT_LEN = 60.0
 
 
 _MODELLED_OPTS = {(SOL_SOCKET, SO_LINGER), (SOL_SOCKET, SO_REUSEADDR), (SOL_SOCKET, SO_REUSEPORT), (SOL_SOCKET, SO_BINDTODEVICE),
@@ -414,12 +423,23 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
                 raise OutOfScope(f"setsockopt(IPPROTO_IPV6, {opt}) is not modelled by portspace")
             return
         if level == IPPROTO_TCP and sk.tcp:
+            if opt == TCP_LINGER2:
+                # do_tcp_setsockopt: negative -> -1 (abort at FIN_WAIT2), above the maximum
+                # -> TCP_FIN_TIMEOUT_MAX, 0 -> "use tcp_fin_timeout" [V linger2 table]
+                if n < 4:
+                    raise refuse(Op.SETSOCKOPT, proto, Cause.BAD_OPTLEN)
+                v = int.from_bytes(val[:4], "little", signed=True)
+                sk.set_opt((level, opt), -1 if v < 0 else min(v, TCP_FIN_TIMEOUT_MAX))
+                return
             if (level, opt) in _PLAIN_BOOL_OPTS:
                 if n < 4:
                     raise refuse(Op.SETSOCKOPT, proto, Cause.BAD_OPTLEN)
                 sk.set_opt((level, opt), int(int.from_bytes(val[:4], "little", signed=True) != 0))
                 return
             raise OutOfScope(f"setsockopt(IPPROTO_TCP, {opt}) is not modelled by portspace")
+        if level == IPPROTO_TCP and opt == TCP_LINGER2:
+            # udp_setsockopt -> ip_setsockopt / ipv6_setsockopt: not their level [V linger2 table]
+            raise refuse(Op.SETSOCKOPT, proto, Cause.NO_PROTOOPT)
         if level in (IPPROTO_TCP, IPPROTO_UDP):
             raise OutOfScope(f"setsockopt(level {level}, {opt}) on a {sk.proto} socket is not modelled")
         raise OutOfScope(f"setsockopt(level {level}, {opt}) is not modelled by portspace")
@@ -427,9 +447,16 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
     def setsockopt_null(self, sk: Sock, level: int, opt: int, optlen: int) -> None:
         """``setsockopt(level, opt, NULL, optlen > 0)``: every modelled option copies from the
         buffer first, so the kernel answers EFAULT; unmodelled options stay out of scope."""
+        proto = Proto.TCP if sk.tcp else Proto.UDP
+        if (level, opt) == (IPPROTO_TCP, TCP_LINGER2):
+            # do_tcp_setsockopt checks optlen before it copies; UDP refuses the level first
+            if not sk.tcp:
+                raise refuse(Op.SETSOCKOPT, proto, Cause.NO_PROTOOPT)
+            if optlen < 4:
+                raise refuse(Op.SETSOCKOPT, proto, Cause.BAD_OPTLEN)
+            raise refuse(Op.SETSOCKOPT, proto, Cause.FAULT)
         if (level, opt) not in _MODELLED_OPTS and (level, opt) not in _PLAIN_BOOL_OPTS:
             raise OutOfScope(f"setsockopt(level {level}, {opt}) is not modelled by portspace")
-        proto = Proto.TCP if sk.tcp else Proto.UDP
         raise refuse(Op.SETSOCKOPT, proto, Cause.FAULT)
 
     def _bind_to_index(self, sk: Sock, ifindex: int, proto: Proto) -> None:
@@ -503,6 +530,16 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
             return v.to_bytes(4, "little", signed=True)[:max(buflen, 0)]
         if level == IPPROTO_TCP and sk.tcp and (level, opt) in _PLAIN_BOOL_OPTS:
             return sk.opts.get((level, opt), 0).to_bytes(4, "little", signed=True)[:max(buflen, 0)]
+        if level == IPPROTO_TCP and opt == TCP_LINGER2:
+            if not sk.tcp:
+                # udp_getsockopt -> ip_getsockopt (EOPNOTSUPP) / ipv6_getsockopt (ENOPROTOOPT)
+                raise refuse(Op.GETSOCKOPT, proto,
+                             Cause.NO_PROTOOPT if sk.family == AF_INET6 else Cause.OPT_NOT_SUPPORTED)
+            # do_tcp_getsockopt: 0 reads back as the current tcp_fin_timeout, -1 as -1
+            v = sk.opts.get((level, opt), 0)
+            if v >= 0:
+                v = v or self.sysctls.ints["net.ipv4.tcp_fin_timeout"]
+            return v.to_bytes(4, "little", signed=True)[:max(buflen, 0)]
         raise OutOfScope(f"getsockopt(level {level}, {opt}) is not modelled by portspace")
 
     # ------------------------------------------------------------------------------------
@@ -866,8 +903,9 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         * LISTEN: unhash, leave the reuseport group, reset every connection still in the accept
           queue (their clients see ECONNRESET), release the port;
         * ESTABLISHED with a live peer: active close -- the FIN is acknowledged at once on
-          loopback, so the socket becomes a FIN_WAIT2 remnant for ``tcp_fin_timeout``; the peer
-          goes to CLOSE_WAIT (spec §6.2);
+          loopback, so the socket becomes a FIN_WAIT2 remnant for its TCP_LINGER2 or
+          ``tcp_fin_timeout`` lifetime (:meth:`_fin_time`; reset instead when TCP_LINGER2 < 0);
+          the peer goes to CLOSE_WAIT (spec §6.2);
         * CLOSE_WAIT (the peer closed first): LAST_ACK, then CLOSED when the peer's remnant
           acknowledges; that remnant turns into TIME_WAIT for 60 s (spec §6.2);
         * a socket connected to itself: FIN to itself, CLOSING, then TIME_WAIT.
@@ -883,9 +921,9 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
             return
         state = sk.state
         linger = sk.opts.get((SOL_SOCKET, SO_LINGER))
-        if linger is not None and linger == (1, 0) and state in (ESTABLISHED, CLOSE_WAIT, SYN_SENT):
+        if linger is not None and linger == (1, 0) and state in (ESTABLISHED, CLOSE_WAIT, SYN_SENT, FIN_WAIT2):
             # SO_LINGER {on, 0}: tcp_disconnect sends a reset -- no TIME_WAIT on either side
-            # [V tw_extra:K]
+            # [V tw_extra:K]; also after shutdown(SHUT_WR) (FIN_WAIT2, tcp_need_reset)
             self.disconnect(sk)
             self._group_leave(sk)
             if sk.tb is not None:
@@ -897,14 +935,16 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
             # connected to itself: its FIN comes back to it (CLOSING), then TIME_WAIT
             self._time_wait(sk, TIME_WAIT, 60.0)
             return
-        elif state == ESTABLISHED:
-            self._send_fin(sk)           # -> FIN_WAIT2, the peer -> CLOSE_WAIT (or a reset)
+        elif state == ESTABLISHED or state == FIN_WAIT2:
+            if state == ESTABLISHED:
+                self._send_fin(sk)       # -> FIN_WAIT2, the peer -> CLOSE_WAIT (or a reset)
+            # else: after shutdown(SHUT_WR), orphaned now
             if sk.state == FIN_WAIT2:
-                self._time_wait(sk, FIN_WAIT2, float(self._fin_timeout()))
-                return
-        elif state == FIN_WAIT2:         # after shutdown(SHUT_WR): orphaned now
-            self._time_wait(sk, FIN_WAIT2, float(self._fin_timeout()))
-            return
+                lifetime = self._fin_time(sk)
+                if lifetime is not None:
+                    self._time_wait(sk, FIN_WAIT2, lifetime)
+                    return
+                self._linger2_abort(sk)
         elif state == CLOSE_WAIT:
             self._send_fin(sk)           # LAST_ACK, acknowledged at once -> CLOSE
         self._ehash_del(sk)
@@ -1024,9 +1064,32 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
                 raise OutOfScope("shutdown(SHUT_WR) of a socket connected to itself")
             self._send_fin(sk)
 
-    def _fin_timeout(self) -> int:
-        v = self.sysctls.ints["net.ipv4.tcp_fin_timeout"]
-        return v if v > 0 else 60
+    def _fin_time(self, sk: Sock) -> float | None:
+        """How long an orphaned FIN_WAIT2 holds its port and 4-tuple (``tcp_close`` /
+        ``tcp_rcv_state_process`` with ``tcp_fin_time``), or None when TCP_LINGER2 is negative
+        (the socket is reset instead).  At most 60 s it is a FIN_WAIT2 remnant for that time.
+        Above 60 s the orphan waits ``tmo - 60`` on its keepalive timer, which then turns it into
+        a FIN_WAIT2 remnant for ``tcp_fin_time - 60`` again: ``2 * (tmo - 60)`` in all [V linger2
+        table: TCP_LINGER2 61 -> 2 s, 62 -> 4 s; tcp_fin_timeout 61 -> 2 s].  The model keeps it
+        a remnant for the whole time; on Linux the first phase is a full socket (its uid is
+        then not waived for SO_REUSEPORT, and no tw bucket is counted yet)."""
+        l2 = sk.opts.get((IPPROTO_TCP, TCP_LINGER2), 0)
+        if l2 < 0:
+            return None
+        tmo = max(float(l2 or self.sysctls.ints["net.ipv4.tcp_fin_timeout"]), FIN_TIME_FLOOR)
+        return tmo if tmo <= TCP_TIMEWAIT_LEN else 2 * (tmo - TCP_TIMEWAIT_LEN)
+
+    def _linger2_abort(self, sk: Sock) -> None:
+        """TCP_LINGER2 < 0 on an orphan in FIN_WAIT2: ``tcp_done`` + an active reset, no remnant.
+        The peer (in CLOSE_WAIT, it has the FIN) gets the reset: SO_ERROR EPIPE, state CLOSE
+        [V linger2 table]."""
+        peer = sk.peer
+        sk.peer = None
+        if peer is not None and peer is not sk:
+            peer.peer = None
+            if not peer.is_tw:
+                peer.err = 32 if peer.state == CLOSE_WAIT else 104
+            self._abort(peer)  # type: ignore[attr-defined]
 
     def _time_wait(self, sk: Sock, substate: int, lifetime: float) -> None:
         """``tcp_time_wait``: the closed socket is replaced by a remnant that keeps its bind slot
