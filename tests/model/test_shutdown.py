@@ -60,6 +60,69 @@ SCENARIOS = {
         x listen -> OK
         b connect 127.0.0.1 5024 -> OK
     """,
+    "socket-layer state after a refused connect(): listen() EINVAL, shutdown() makes it DISCONNECTING": """
+        c = tcp4
+        c timeout 0.3
+        c connect 127.0.0.1 5025 -> ECONNREFUSED
+        c listen -> EINVAL
+        c connect 127.0.0.1 5025 -> ECONNABORTED
+        c listen -> EINVAL
+        n = tcp4 nonblock
+        n connect 127.0.0.1 5025 -> EINPROGRESS
+        n listen -> EINVAL
+        n shutdown rd -> ENOTCONN
+        n connect 127.0.0.1 5025 -> EINVAL
+        n listen -> EINVAL
+        b = tcp4
+        b connect 127.0.0.1 5025 -> ECONNREFUSED
+        b listen -> EINVAL
+    """,
+    "a socket that has sent a SYN never listens; failures before the SYN do not count (probed on 6.18)": """
+        L = tcp4
+        L bind 127.0.0.1 5027 -> OK
+        L listen -> OK
+        u = tcp4
+        u connect 10.9.9.9 80 -> ENETUNREACH
+        u listen -> OK
+        a = tcp4 reuseaddr
+        a bind 127.0.0.1 7000 -> OK
+        a connect 127.0.0.1 5027 -> OK
+        b = tcp4 reuseaddr
+        b bind 127.0.0.1 7000 -> OK
+        b connect 127.0.0.1 5027 -> EADDRNOTAVAIL
+        b listen -> OK
+        s = tcp4
+        s bind 127.0.0.1 7001 -> OK
+        s connect 127.0.0.1 7001 -> OK
+        s listen -> EINVAL
+        p = tcp4
+        p connect 127.0.0.1 0 -> ECONNREFUSED
+        p listen -> EINVAL
+        e = tcp4
+        e connect 127.0.0.1 5027 -> OK
+        e disconnect -> OK
+        e listen -> EINVAL
+        e connect 127.0.0.1 5027 -> OK
+        ns sysctl net.ipv4.ip_local_port_range "40000 40000"
+        g = tcp4
+        g connect 127.0.0.1 5027 -> OK
+        f = tcp4
+        f connect 127.0.0.1 5027 -> EADDRNOTAVAIL
+        f listen -> EADDRINUSE
+    """,
+    "a connection reset by its peer can neither listen nor connect again": """
+        L = tcp4
+        L bind 127.0.0.1 5026 -> OK
+        L listen -> OK
+        c = tcp4
+        c connect 127.0.0.1 5026 -> OK
+        a = L accept
+        a linger 1 0 -> OK
+        a close -> OK
+        c error -> 104
+        c listen -> EINVAL
+        c connect 127.0.0.1 5026 -> EISCONN
+    """,
     "listener SHUT_WR changes nothing": """
         L = tcp4
         L bind 127.0.0.1 5021 -> OK

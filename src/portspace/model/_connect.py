@@ -38,7 +38,7 @@ from ._rules import CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN, SYN_SENT
 from ._sock import Bind2Bucket, BindBucket, Sock, chain_key
 
 # socket-layer states (include/uapi/linux/net.h: socket_state)
-SS_UNCONNECTED, SS_CONNECTING, SS_CONNECTED = 1, 2, 3
+SS_UNCONNECTED, SS_CONNECTING, SS_CONNECTED, SS_DISCONNECTING = 1, 2, 3, 4
 
 # outcomes of a connect() attempt, for the socket layer
 DONE, IN_PROGRESS = "done", "in progress"
@@ -297,6 +297,8 @@ class ConnectOps:
         """``af_inet.c: __inet_stream_connect`` + ``tcp_v4_connect`` / ``tcp_v6_connect``."""
         if sk.sock_state == SS_CONNECTED:
             raise refuse(Op.CONNECT, Proto.TCP, Cause.IS_CONNECTED)
+        if sk.sock_state == SS_DISCONNECTING:  # the switch's default case
+            raise refuse(Op.CONNECT, Proto.TCP, Cause.INVALID)
         if sk.sock_state == SS_CONNECTING:
             if sk.state == SYN_SENT:
                 raise refuse(Op.CONNECT, Proto.TCP, Cause.ALREADY_CONNECTING)
@@ -345,6 +347,7 @@ class ConnectOps:
             raise
         self._ehash_add(sk)
         sk.sock_state = SS_CONNECTING
+        sk.syn_sent = True
         self._deliver_syn(sk)
         if sk.state == SYN_SENT:
             if not nonblock:

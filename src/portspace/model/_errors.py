@@ -92,6 +92,8 @@ class Cause(enum.Enum):
     CONN_RESET = "the peer reset the connection"
     FORMER_LISTENER = ("the socket has listened; once shutdown() or connect(AF_UNSPEC) stopped it, Linux refuses "
                        "to connect it (probed on 6.18: EINVAL after routing, for any destination)")
+    FORMER_CLIENT = ("the socket has sent a SYN (a connect() that got past routing and port selection, whatever "
+                     "its outcome); Linux refuses to make it a listener (probed on 6.18)")
     BROADCAST_NEEDS_OPTION = "sending to a broadcast address needs SO_BROADCAST (spec §6.6)"
     WOULD_BLOCK = "nothing is ready and the socket is non-blocking"
     FAULT = "the option buffer is not readable (NULL with a length)"
@@ -142,6 +144,7 @@ ERRNO_DEFAULT: Final[dict[Cause, int]] = {
     Cause.CONN_ABORTED: errno.ECONNABORTED,
     Cause.CONN_RESET: errno.ECONNRESET,
     Cause.FORMER_LISTENER: errno.EINVAL,
+    Cause.FORMER_CLIENT: errno.EINVAL,
     Cause.BROADCAST_NEEDS_OPTION: errno.EACCES,
     Cause.WOULD_BLOCK: errno.EAGAIN,
     Cause.PROTO_NOT_SUPPORTED: errno.EPROTONOSUPPORT,

@@ -856,11 +856,17 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         [V bind:L]; on success hash into lhash2 and join a reuseport group."""
         if not sk.tcp:
             raise refuse(Op.LISTEN, Proto.UDP, Cause.NOT_STREAM)
+        if sk.sock_state != 1:
+            # inet_listen: only an SS_UNCONNECTED socket -- not one whose connect() was refused
+            # while CPython waited (still SS_CONNECTING), nor one reset while connected
+            raise refuse(Op.LISTEN, Proto.TCP, Cause.INVALID)
         if sk.state == LISTEN:
             sk.backlog = backlog
             return
         if sk.state != CLOSE:
             raise refuse(Op.LISTEN, Proto.TCP, Cause.INVALID)
+        if sk.syn_sent:
+            raise refuse(Op.LISTEN, Proto.TCP, Cause.FORMER_CLIENT)
         sk.state = LISTEN
         try:
             if not sk.num:
@@ -1040,8 +1046,8 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         if not 0 <= how <= 2:
             raise refuse(Op.SHUTDOWN, proto, Cause.INVALID)
         bits = how + 1  # RCV_SHUTDOWN = 1, SEND_SHUTDOWN = 2
-        if sk.sock_state == 2:  # SS_CONNECTING
-            sk.sock_state = 3 if sk.state not in (SYN_SENT, CLOSE) else sk.sock_state
+        if sk.sock_state == 2:  # SS_CONNECTING -> SS_DISCONNECTING (no handshake) or SS_CONNECTED
+            sk.sock_state = 3 if sk.state not in (SYN_SENT, CLOSE) else 4
         state = sk.state
         if not sk.tcp:
             sk.shut |= bits

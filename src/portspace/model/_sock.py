@@ -46,6 +46,7 @@ class Sock:
     closed = False
     err = 0                 # sk_err (an errno number, reported once)
     listened = False        # has been a listener (a former listener never connects: EINVAL)
+    syn_sent = False        # has sent a SYN (such a socket never listens: EINVAL)
     # local binding
     num = 0                 # inet_num: the port held (0: none)
     sport = 0               # inet_sport: what getsockname() shows (may outlive the port)
