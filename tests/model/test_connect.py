@@ -272,3 +272,46 @@ SCENARIOS = {
 def test_connect_scenario(any_ns, name):
     results = run_script(any_ns, SCENARIOS[name])
     assert not failures(results), "\n".join(failures(results))
+
+
+# IPv6 sockets connecting from native and v4-mapped local addresses to native, mapped,
+# unroutable, link-local multicast and unspecified destinations.  Observed on Linux 6.18.44 in
+# a private netns (a probe run of exactly these steps): a v4-mapped source reaches only IPv4
+# destinations (EAFNOSUPPORT after routing, from ip6_dst_lookup_tail); "::" is the host itself,
+# ::ffff:127.0.0.1 for a mapped source; TCP refuses multicast before any scope check
+# (ENETUNREACH) where UDP first asks for the scope of ff02::1 (EINVAL).
+V6_CONNECT_OBSERVED = {
+    # (src, dst): (tcp connect, udp connect, local address after connect)
+    ("::ffff:127.0.0.1", "::1"): ("EAFNOSUPPORT", "EAFNOSUPPORT", "::ffff:127.0.0.1"),
+    ("::ffff:127.0.0.1", "::ffff:127.0.0.1"): ("OK", "OK", "::ffff:127.0.0.1"),
+    ("::ffff:127.0.0.1", "2001:db8::1"): ("ENETUNREACH", "ENETUNREACH", "::ffff:127.0.0.1"),
+    ("::ffff:127.0.0.1", "ff02::1"): ("ENETUNREACH", "EINVAL", "::ffff:127.0.0.1"),
+    ("::ffff:127.0.0.1", "::"): ("OK", "OK", "::ffff:127.0.0.1"),
+    ("::1", "::1"): ("OK", "OK", "::1"),
+    ("::1", "::ffff:127.0.0.1"): ("ENETUNREACH", "ENETUNREACH", "::1"),
+    ("::1", "2001:db8::1"): ("ENETUNREACH", "ENETUNREACH", "::1"),
+    ("::1", "ff02::1"): ("ENETUNREACH", "EINVAL", "::1"),
+    ("::1", "::"): ("OK", "OK", "::1"),
+    ("::ffff:0.0.0.0", "::1"): ("EAFNOSUPPORT", "EAFNOSUPPORT", "::ffff:0.0.0.0"),
+    ("::ffff:0.0.0.0", "::ffff:127.0.0.1"): ("OK", "OK", "::ffff:127.0.0.1"),
+    ("::ffff:0.0.0.0", "2001:db8::1"): ("ENETUNREACH", "ENETUNREACH", "::ffff:0.0.0.0"),
+    ("::ffff:0.0.0.0", "ff02::1"): ("ENETUNREACH", "EINVAL", "::ffff:0.0.0.0"),
+    ("::ffff:0.0.0.0", "::"): ("OK", "OK", "::ffff:127.0.0.1"),
+}
+
+
+def v6_connect_script() -> str:
+    lines = ["L = tcp6", "L bind :: 6000 -> OK", "L listen 50 -> OK"]
+    port = 7000
+    for (src, dst), (tcp, udp, local) in V6_CONNECT_OBSERVED.items():
+        for kind, want in (("tcp6", tcp), ("udp6", udp)):
+            port += 1
+            s = f"s{port}"
+            lines += [f"{s} = {kind}", f"{s} bind {src} {port} -> OK", f"{s} connect {dst} 6000 -> {want}",
+                      f"{s} name -> [{local}]:{port}", f"{s} close -> OK"]
+    return "\n".join(lines)
+
+
+def test_v6_connect_source_and_destination_families(any_ns):
+    results = run_script(any_ns, v6_connect_script())
+    assert not failures(results), "\n".join(failures(results))

@@ -142,6 +142,21 @@ class ConnectOps:
             return daddr, saddr or route.prefsrc, "broadcast"
         return daddr, saddr or route.prefsrc, "local"
 
+    @staticmethod
+    def _v6_unspecified_dest(sk: Sock, daddr: int) -> int:
+        """``tcp_v6_connect`` / ``__ip6_datagram_connect``: a destination of ``::`` is the host
+        itself -- ``::ffff:127.0.0.1`` for a socket bound to a v4-mapped address (then the IPv4
+        path runs), ``::1`` otherwise [V probe: src ::ffff:0.0.0.0, dst :: -> ::ffff:127.0.0.1]."""
+        if daddr == 0 and sk.family == AF_INET6 and v6_is_mapped(sk.v6_rcv_saddr):
+            return V4MAPPED_PREFIX | 0x7F000001
+        return daddr
+
+    def _v6_source_family(self, sk: Sock, proto: Proto) -> None:
+        """``ip6_dst_lookup_tail``, after the route was found: a v4-mapped source (including
+        ``::ffff:0.0.0.0``) cannot send to a native IPv6 destination: EAFNOSUPPORT [V probe]."""
+        if v6_is_mapped(sk.v6_rcv_saddr):
+            raise refuse(Op.CONNECT, proto, Cause.MAPPED_SOURCE_NATIVE_DEST)
+
     def route_v6(self, daddr: int, saddr: int, oif: int, tcp: bool, scope_id: int) -> tuple[int, int, str]:
         """IPv6 routing for connect(): ``::`` means ``::1``; a configured address is local and is
         its own source; a link-local destination needs a scope (EINVAL); anything else is
@@ -149,6 +164,8 @@ class ConnectOps:
         proto = Proto.TCP if tcp else Proto.UDP
         if daddr == 0:
             return (saddr or 1), (saddr or 1), "local"
+        if tcp and v6_is_multicast(daddr):  # tcp_v6_connect refuses multicast before any scope check
+            raise refuse(Op.CONNECT, proto, Cause.NET_UNREACHABLE)
         if v6_needs_scope(daddr):
             if not (scope_id or oif):
                 raise refuse(Op.CONNECT, proto, Cause.INVALID)
@@ -308,6 +325,7 @@ class ConnectOps:
             return DONE
         if sk.state != CLOSE:
             raise refuse(Op.CONNECT, Proto.TCP, Cause.IS_CONNECTED)
+        daddr = self._v6_unspecified_dest(sk, daddr)
         mapped = sk.family == AF_INET6 and v6_is_mapped(daddr)
         if sk.family == AF_INET or mapped:
             if mapped and sk.v6only:
@@ -320,6 +338,7 @@ class ConnectOps:
         else:
             s6 = sk.v6_rcv_saddr
             d6, s6, kind = self.route_v6(daddr, s6, sk.bound_dev, True, scope_id)
+            self._v6_source_family(sk, Proto.TCP)
             new_saddr, new_v6, new_daddr, new_v6d = 0x7F000006, s6, 0, d6
         # narrow a wildcard binding to the route's source (inet_bhash2_update_saddr, spec §2.2)
         old_addr = (sk.rcv_saddr, sk.v6_rcv_saddr)
@@ -632,6 +651,7 @@ class ConnectOps:
             # inet_autobind: get_port(sk, 0) with the current (wildcard) address
             sk.cov4, sk.cov6 = coverage(sk.family, sk.rcv_saddr, sk.v6_rcv_saddr, sk.v6only)
             self._udp_get_port(sk, 0, Op.CONNECT)  # type: ignore[attr-defined]
+        daddr = self._v6_unspecified_dest(sk, daddr)
         mapped = sk.family == AF_INET6 and v6_is_mapped(daddr)
         if sk.family == AF_INET or mapped:
             if mapped and sk.v6only:
@@ -646,6 +666,7 @@ class ConnectOps:
             sk.daddr, sk.v6_daddr = d4, (V4MAPPED_PREFIX | d4) if sk.family == AF_INET6 else 0
         else:
             d6, s6, kind = self.route_v6(daddr, sk.v6_rcv_saddr, sk.bound_dev, False, scope_id)
+            self._v6_source_family(sk, Proto.UDP)
             if not sk.v6_rcv_saddr:
                 self._set_saddr(sk, 0x7F000006, s6)
             sk.daddr, sk.v6_daddr = 0, d6

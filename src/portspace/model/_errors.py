@@ -92,6 +92,8 @@ class Cause(enum.Enum):
     CONN_RESET = "the peer reset the connection"
     FORMER_LISTENER = ("the socket has listened; once shutdown() or connect(AF_UNSPEC) stopped it, Linux refuses "
                        "to connect it (probed on 6.18: EINVAL after routing, for any destination)")
+    MAPPED_SOURCE_NATIVE_DEST = ("the socket's local address is v4-mapped (::ffff:a.b.c.d), so it can only reach "
+                                 "IPv4 destinations (ip6_dst_lookup_tail)")
     FORMER_CLIENT = ("the socket has sent a SYN (a connect() that got past routing and port selection, whatever "
                      "its outcome); Linux refuses to make it a listener (probed on 6.18)")
     BROADCAST_NEEDS_OPTION = "sending to a broadcast address needs SO_BROADCAST (spec §6.6)"
@@ -145,6 +147,7 @@ ERRNO_DEFAULT: Final[dict[Cause, int]] = {
     Cause.CONN_RESET: errno.ECONNRESET,
     Cause.FORMER_LISTENER: errno.EINVAL,
     Cause.FORMER_CLIENT: errno.EINVAL,
+    Cause.MAPPED_SOURCE_NATIVE_DEST: errno.EAFNOSUPPORT,
     Cause.BROADCAST_NEEDS_OPTION: errno.EACCES,
     Cause.WOULD_BLOCK: errno.EAGAIN,
     Cause.PROTO_NOT_SUPPORTED: errno.EPROTONOSUPPORT,
