@@ -123,6 +123,24 @@ SCENARIOS = {
         c listen -> EINVAL
         c connect 127.0.0.1 5026 -> EISCONN
     """,
+    "a queued connection reset by its listener's shutdown: the next connect() reports ECONNRESET": """
+        L = tcp4
+        L bind 0.0.0.0 5028 -> OK
+        L listen 0 -> OK
+        c = tcp4
+        c timeout 0.3
+        c connect 127.0.0.1 5028 -> OK
+        L shutdown rd -> OK
+        c connect 127.0.0.1 5028 -> ECONNRESET
+        c connect 127.0.0.1 5028 -> ECONNREFUSED
+        d = tcp4
+        d timeout 0.3
+        L listen -> OK
+        d connect 127.0.0.1 5028 -> OK
+        L shutdown rd -> OK
+        d error -> 104
+        d connect 127.0.0.1 5028 -> ECONNABORTED
+    """,
     "listener SHUT_WR changes nothing": """
         L = tcp4
         L bind 127.0.0.1 5021 -> OK

@@ -90,6 +90,7 @@ class Cause(enum.Enum):
     CONN_REFUSED = "nothing listens on the destination (the peer answered with a reset)"
     CONN_ABORTED = "the connection attempt failed earlier and its error was already reported"
     CONN_RESET = "the peer reset the connection"
+    PEER_RESET_AFTER_FIN = "the peer reset the connection after it had sent its FIN (tcp_reset: EPIPE in CLOSE_WAIT)"
     FORMER_LISTENER = ("the socket has listened; once shutdown() or connect(AF_UNSPEC) stopped it, Linux refuses "
                        "to connect it (probed on 6.18: EINVAL after routing, for any destination)")
     MAPPED_SOURCE_NATIVE_DEST = ("the socket's local address is v4-mapped (::ffff:a.b.c.d), so it can only reach "
@@ -145,6 +146,7 @@ ERRNO_DEFAULT: Final[dict[Cause, int]] = {
     Cause.CONN_REFUSED: errno.ECONNREFUSED,
     Cause.CONN_ABORTED: errno.ECONNABORTED,
     Cause.CONN_RESET: errno.ECONNRESET,
+    Cause.PEER_RESET_AFTER_FIN: errno.EPIPE,
     Cause.FORMER_LISTENER: errno.EINVAL,
     Cause.FORMER_CLIENT: errno.EINVAL,
     Cause.MAPPED_SOURCE_NATIVE_DEST: errno.EAFNOSUPPORT,
