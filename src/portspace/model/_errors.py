@@ -93,6 +93,12 @@ class Cause(enum.Enum):
     BROADCAST_NEEDS_OPTION = "sending to a broadcast address needs SO_BROADCAST (spec §6.6)"
     WOULD_BLOCK = "nothing is ready and the socket is non-blocking"
     FAULT = "the option buffer is not readable (NULL with a length)"
+    # UDP data and multicast (model/_datagram.py)
+    MESSAGE_TOO_LONG = "the datagram is longer than 65507 (IPv4) / 65527 (IPv6) bytes"
+    DEST_ADDR_REQUIRED = "no destination: the socket is not connected and no address was given"
+    SEND_SHUTDOWN = "the sending side was shut down"
+    PROTOCOL_ERROR = "multicast membership on a TCP socket"
+    NO_BUFFERS = "the socket already has net.ipv4.igmp_max_memberships (20) memberships"
 
 
 # (op, proto, cause) -> errno; ``Proto.ANY`` entries apply to both protocols.
@@ -143,6 +149,11 @@ ERRNO_DEFAULT: Final[dict[Cause, int]] = {
     Cause.WOULD_BLOCK: errno.EAGAIN,
     Cause.PROTO_NOT_SUPPORTED: errno.EPROTONOSUPPORT,
     Cause.OPT_NOT_SUPPORTED: errno.EOPNOTSUPP,
+    Cause.MESSAGE_TOO_LONG: errno.EMSGSIZE,
+    Cause.DEST_ADDR_REQUIRED: errno.EDESTADDRREQ,
+    Cause.SEND_SHUTDOWN: errno.EPIPE,
+    Cause.PROTOCOL_ERROR: errno.EPROTO,
+    Cause.NO_BUFFERS: errno.ENOBUFS,
 }
 
 
