@@ -18,7 +18,10 @@ v6only=0 dev=NAME freebind nonblock no_port range=LO-HI uid=N``.  Socket steps: 
 getpeername() as ``host:port`` with a default-range ephemeral port shown as ``eph``),
 ``connect HOST PORT``, ``disconnect``, ``shutdown rd|wr|rdwr``, ``timeout SECONDS|none``, ``error`` (SO_ERROR),
 ``set OPTION VALUE`` (``reuseaddr``, ``reuseport``, ``v6only``, ``dev``, ``freebind``,
-``broadcast``), ``get OPTION``; ``x = L accept`` accepts on L and names the new socket x.  Namespace steps: ``ns addr
+``broadcast``, ``incoming_cpu``, ``mcast_all``, ``mcast_loop``, ``mcast_if ADDR``), ``get OPTION``;
+delivery steps: ``sendto HOST PORT [DATA]`` (-> bytes sent), ``recvfrom [BUFSIZE]`` (-> ``b'..'
+from host:port``), ``drain`` (receive all queued datagrams without blocking -> how many),
+``join GROUP IFADDR`` / ``join mreqn GROUP IFINDEX`` / ``leave ...`` (IPv4 multicast), ``ns cpu N``; ``x = L accept`` accepts on L and names the new socket x.  Namespace steps: ``ns addr
 CIDR [DEV]``, ``ns device NAME``, ``ns sysctl NAME [VALUE]``, ``ns sleep SECONDS`` (the model's
 virtual clock; real time on the kernel).  A trailing ``as=UID`` runs the
 step as that uid.  Hosts may be written ``[::1]``.
@@ -49,6 +52,11 @@ OPTIONS = {
     "dev": (socket.SOL_SOCKET, socket.SO_BINDTODEVICE),
     "broadcast": (socket.SOL_SOCKET, socket.SO_BROADCAST),
     "range": (socket.IPPROTO_IP, 51),  # IP_LOCAL_PORT_RANGE
+    # delivery (issue 6, D)
+    "incoming_cpu": (socket.SOL_SOCKET, 49),  # SO_INCOMING_CPU
+    "mcast_all": (socket.IPPROTO_IP, 49),     # IP_MULTICAST_ALL
+    "mcast_loop": (socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP),
+    "mcast_if": (socket.IPPROTO_IP, socket.IP_MULTICAST_IF),
 }
 
 
@@ -133,6 +141,8 @@ def _opt_value(name: str, text: str) -> Any:
         return int(text).to_bytes(4, "little")
     if name == "dev":
         return text.encode() if text not in ("-", "none") else b""
+    if name == "mcast_if":
+        return socket.inet_aton(text)
     return int(text)
 
 
@@ -194,6 +204,8 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                     return ns.advance(float(st.args[0]))
                 if st.op == "sysctl":
                     return ns.sysctl(st.args[0], st.args[1] if len(st.args) > 1 else None)
+                if st.op == "cpu":
+                    return ns.set_cpu(int(st.args[0]))
                 raise ValueError(f"unknown namespace step {st.line!r}")
         text, err = outcome(ns_call)
         return StepResult(st, text, err)
@@ -247,9 +259,43 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                 if a[0] == "dev":
                     return s.getsockopt(level, opt, 16)
                 return str(s.getsockopt(level, opt))
+            # -- delivery steps (issue 6, D): datagrams and multicast ---------------------
+            if st.op == "sendto":
+                host = _host(a[0])
+                dest: tuple = (host, int(a[1]), 0, 0) if s.family == socket.AF_INET6 else (host, int(a[1]))
+                return str(s.sendto(a[2].encode() if len(a) > 2 else b"x", dest))
+            if st.op == "recvfrom":
+                data, src = s.recvfrom(int(a[0]) if a else 65536)
+                return f"{data!r} from {_ephemeral_masked(src)}"
+            if st.op == "drain":
+                return _drain(s)
+            if st.op in ("join", "leave"):
+                import struct
+                opt = socket.IP_ADD_MEMBERSHIP if st.op == "join" else socket.IP_DROP_MEMBERSHIP
+                group = socket.inet_aton(a[1 if a[0] == "mreqn" else 0])
+                if a[0] == "mreqn":   # join mreqn GROUP IFINDEX
+                    return s.setsockopt(socket.IPPROTO_IP, opt, group + bytes(4) + struct.pack("i", int(a[2])))
+                return s.setsockopt(socket.IPPROTO_IP, opt, group + socket.inet_aton(a[1]))
             raise ValueError(f"unknown step {st.line!r}")
     text, err = outcome(call)
     return StepResult(st, text, err)
+
+
+def _drain(s: Any) -> str:
+    """Receive every queued datagram without blocking; ``N`` (how many), the socket's mode kept."""
+    prev = s.gettimeout()
+    s.setblocking(False)
+    n = 0
+    try:
+        while True:
+            try:
+                s.recvfrom(65536)
+            except BlockingIOError:
+                break
+            n += 1
+    finally:
+        s.settimeout(prev)
+    return str(n)
 
 
 def _ephemeral_masked(addr: tuple) -> str:
