@@ -127,6 +127,10 @@ class DatagramOps:
         multicast = False
         if v6:
             if v6_is_multicast(daddr):
+                # a loopback-only namespace has no route to ff00::/8 [V probe]; with another
+                # device up the kernel routes there (and fails on the source address)
+                if len(self.devices) > 1:  # type: ignore[attr-defined]
+                    raise OutOfScope("sending to an IPv6 multicast address with devices other than lo")
                 raise refuse(Op.SENDTO, Proto.UDP, Cause.NET_UNREACHABLE)
             daddr, saddr, kind = self.route_v6(daddr, sk.v6_rcv_saddr, sk.bound_dev, False, scope)  # type: ignore[attr-defined]
             limit = 65527
