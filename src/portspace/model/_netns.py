@@ -1379,6 +1379,20 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
             for i, a in enumerate(live):
                 for b in live[i + 1:]:
                     assert not _rules.dev_compatible(a.bound_dev, b.bound_dev), f"4-tuple twice: {a} {b}"
+        # delivery (model/_demux.py): hash4 holds exactly the connected UDP sockets, under their
+        # current 4-tuple; receive queues within the buffer; memberships indexed
+        for key, lst in self.udp_hash4.items():
+            assert lst, "empty hash4 entry kept"
+            for o in lst:
+                assert not o.closed and o.state == ESTABLISHED and o.conn_seq == key == self._ekey(o), (o, key)
+        for sk in self.socks.values():
+            if not sk.tcp:
+                assert (sk.conn_seq != 0) == (sk.state == ESTABLISHED), sk
+                assert sk.rmem == sum(c for _d, _s, c in sk.rcv_queue) and sk.rmem <= 212992, sk
+                assert (sk in self.mc_members) == bool(sk.mc_list), sk
+            if sk.group is not None:
+                g = sk.group
+                assert g.incoming_cpu == sum(1 for m in g.socks if m.incoming_cpu >= 0), g
 
     def listeners(self) -> list[Sock]:
         return [s for chain in self.lhash2.values() for s in chain]
