@@ -84,9 +84,15 @@ SO_INCOMING_CPU = 49
 
 def charge(size: int, v6: bool) -> int:
     """The receive-buffer charge of a datagram of ``size`` payload bytes (module header)."""
-    table, bounds = (_FIT_V6, _BOUNDS_V6) if v6 else (_FIT_V4, _BOUNDS_V4)
-    i = bisect.bisect_left(bounds, size)
-    return RCVBUF_DEFAULT // table[min(i, len(table) - 1)][1]
+    c = _CHARGE_CACHE.get((size, v6))
+    if c is None:
+        table, bounds = (_FIT_V6, _BOUNDS_V6) if v6 else (_FIT_V4, _BOUNDS_V4)
+        i = bisect.bisect_left(bounds, size)
+        c = _CHARGE_CACHE[(size, v6)] = RCVBUF_DEFAULT // table[min(i, len(table) - 1)][1]
+    return c
+
+
+_CHARGE_CACHE: dict[tuple[int, bool], int] = {}
 
 
 def _flag_name(flags: int) -> str:

@@ -281,7 +281,7 @@ def udp_lookup(ns: Any, pkt: Packet, trace: list[str] | None = None) -> Any:
             trace.append(f"pass {'AB'[n]}: hash2 chain {where}:{port}, {len(chain or ())} socket(s) in chain order")
         if not chain:
             continue
-        result = _lookup2(ns, chain, pkt._replace(daddr=target), trace)
+        result = _lookup2(ns, chain, pkt if target == d else pkt._replace(daddr=target), trace)
         if result is not None:
             return result
     if trace is not None:
