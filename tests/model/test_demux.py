@@ -186,6 +186,28 @@ SCENARIOS = {
         nob set broadcast 1
         nob sendto 255.255.255.255 20042 -> ENETUNREACH
     """,
+    "B broadcast to dual-stack and v6only IPv6 sockets": """
+        d = udp6 reuseaddr nonblock v6only=0
+        d bind [::] 20046
+        o = udp6 reuseaddr nonblock v6only
+        o bind [::] 20046
+        m = udp6 reuseaddr nonblock
+        m bind [::ffff:127.0.0.1] 20046
+        snd = udp4 broadcast
+        snd sendto 127.255.255.255 20046 bc -> 2
+        d recvfrom     -> b'bc' from [::ffff:127.0.0.1]:eph
+        o drain        -> 0
+        m drain        -> 0
+    """,
+    "B multicast to a dual-stack IPv6 member": """
+        d = udp6 reuseaddr nonblock v6only=0
+        d bind [::] 20047
+        d join 239.5.5.5 127.0.0.1   -> OK
+        snd = udp4
+        snd set mcast_if 127.0.0.1
+        snd sendto 239.5.5.5 20047 mc -> 2
+        d recvfrom     -> b'mc' from [::ffff:127.0.0.1]:eph
+    """,
     # ---- multicast (spec §7.4; scenarios_demux.txt B and probes)
     "B multicast 239.1.2.3: 3 joined + 1 not joined -> all 4; MULTICAST_ALL=0 -> members only": "\n".join(
         [_make(f"M{i}", "udp", A4, "0.0.0.0", 20043, RP) for i in range(3)]
