@@ -267,6 +267,66 @@ SCENARIOS = {
         z sendto 239.4.4.4 20045          -> 1
         n drain                           -> 0
     """,
+    "B multicast source filters (include, block, mode rules, leave on the last source)": """
+        a = udp4 reuseaddr nonblock
+        a bind 0.0.0.0 20048
+        b = udp4 reuseaddr nonblock
+        b bind 0.0.0.0 20048
+        c = udp4 reuseaddr nonblock
+        c bind 0.0.0.0 20048
+        a srcjoin 239.7.7.7 127.0.0.1 127.0.0.1   -> OK
+        a srcjoin 239.7.7.7 127.0.0.1 127.0.0.1   -> EADDRNOTAVAIL
+        a join 239.7.7.7 127.0.0.1                -> EADDRINUSE
+        a block 239.7.7.7 127.0.0.1 127.0.0.2     -> EINVAL
+        a srcleave 239.7.7.7 127.0.0.1 127.0.0.2  -> EADDRNOTAVAIL
+        a srcjoin 239.7.7.7 127.0.0.1             -> EINVAL
+        c block 239.7.7.7 127.0.0.1 127.0.0.2     -> EINVAL
+        c srcleave 239.7.7.7 127.0.0.1 127.0.0.2  -> EINVAL
+        c unblock 239.7.7.7 127.0.0.1 127.0.0.2   -> EINVAL
+        b join 239.7.7.7 127.0.0.1                -> OK
+        b block 239.7.7.7 127.0.0.1 127.0.0.2     -> OK
+        b block 239.7.7.7 127.0.0.1 127.0.0.2     -> EADDRNOTAVAIL
+        b unblock 239.7.7.7 127.0.0.1 127.0.0.1   -> EADDRNOTAVAIL
+        s1 = udp4
+        s1 bind 127.0.0.1 0
+        s1 set mcast_if 127.0.0.1
+        s2 = udp4
+        s2 bind 127.0.0.2 0
+        s2 set mcast_if 127.0.0.1
+        s1 sendto 239.7.7.7 20048   -> 1
+        a drain                     -> 1
+        b drain                     -> 1
+        c drain                     -> 1
+        s2 sendto 239.7.7.7 20048   -> 1
+        a drain                     -> 0
+        b drain                     -> 0
+        c drain                     -> 0
+        b unblock 239.7.7.7 127.0.0.1 127.0.0.2   -> OK
+        s2 sendto 239.7.7.7 20048   -> 1
+        a drain                     -> 0
+        b drain                     -> 1
+        c drain                     -> 1
+        b leave 239.7.7.7 127.0.0.1 -> OK
+        c set mcast_all 0
+        s2 sendto 239.7.7.7 20048   -> 1
+        b drain                     -> 0
+        a srcleave 239.7.7.7 127.0.0.1 127.0.0.1  -> OK
+        a leave 239.7.7.7 127.0.0.1               -> EADDRNOTAVAIL
+        s1 sendto 239.7.7.7 20048   -> 1
+        a drain                     -> 0
+        b drain                     -> 0
+        d = udp4 reuseaddr nonblock
+        d bind 0.0.0.0 20048
+        d join 239.7.7.7 127.0.0.1                -> OK
+        d srcjoin 239.7.7.7 127.0.0.1 127.0.0.2   -> OK
+        d block 239.7.7.7 127.0.0.1 127.0.0.1     -> EINVAL
+        s1 sendto 239.7.7.7 20048   -> 1
+        d drain                     -> 0
+        s2 sendto 239.7.7.7 20048   -> 1
+        d drain                     -> 1
+        t = tcp4
+        t srcjoin 239.7.7.7 127.0.0.1 127.0.0.1   -> OK
+    """,
     # ---- scenarios_udp_reuseport_connect.txt and demux H: connected members leave the group
     "H group of 3, U0 connected to :7100: its peer reaches U0, others never": "\n".join(
         [_make(f"U{i}", "udp", A4, "127.0.0.1", 20050, RP) for i in range(3)]

@@ -21,7 +21,8 @@ getpeername() as ``host:port`` with a default-range ephemeral port shown as ``ep
 ``broadcast``, ``incoming_cpu``, ``mcast_all``, ``mcast_loop``, ``mcast_if ADDR``), ``get OPTION``;
 delivery steps: ``sendto HOST PORT [DATA]`` (-> bytes sent), ``recvfrom [BUFSIZE]`` (-> ``b'..'
 from host:port``), ``drain`` (receive all queued datagrams without blocking -> how many),
-``join GROUP IFADDR`` / ``join mreqn GROUP IFINDEX`` / ``leave ...`` (IPv4 multicast), ``ns cpu N``; ``x = L accept`` accepts on L and names the new socket x.  Namespace steps: ``ns addr
+``join GROUP IFADDR`` / ``join mreqn GROUP IFINDEX`` / ``leave ...`` (IPv4 multicast),
+``srcjoin|srcleave|block|unblock GROUP IFADDR SOURCE`` (source filters), ``ns cpu N``; ``x = L accept`` accepts on L and names the new socket x.  Namespace steps: ``ns addr
 CIDR [DEV]``, ``ns device NAME``, ``ns sysctl NAME [VALUE]``, ``ns sleep SECONDS`` (the model's
 virtual clock; real time on the kernel).  A trailing ``as=UID`` runs the
 step as that uid.  Hosts may be written ``[::1]``.
@@ -276,6 +277,10 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                 if a[0] == "mreqn":   # join mreqn GROUP IFINDEX
                     return s.setsockopt(socket.IPPROTO_IP, opt, group + bytes(4) + struct.pack("i", int(a[2])))
                 return s.setsockopt(socket.IPPROTO_IP, opt, group + socket.inet_aton(a[1]))
+            if st.op in ("srcjoin", "srcleave", "block", "unblock"):
+                # struct ip_mreq_source: GROUP IFADDR [SOURCE] (a short struct without SOURCE)
+                opt = {"srcjoin": 39, "srcleave": 40, "block": 38, "unblock": 37}[st.op]
+                return s.setsockopt(socket.IPPROTO_IP, opt, b"".join(socket.inet_aton(x) for x in a))
             raise ValueError(f"unknown step {st.line!r}")
     text, err = outcome(call)
     return StepResult(st, text, err)

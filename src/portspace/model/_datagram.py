@@ -293,8 +293,22 @@ class DatagramOps:
             else:
                 self._mc_leave(sk, group, addr, ifindex)
             return
-        raise OutOfScope("IPv4 multicast source filters (IP_ADD_SOURCE_MEMBERSHIP, IP_BLOCK_SOURCE and their "
-                         "inverses) are not modelled")
+        # the source-filter options take a struct ip_mreq_source (group, interface, source)
+        if n < 12:
+            raise refuse(Op.SETSOCKOPT, proto, Cause.INVALID)
+        group = int.from_bytes(val[:4], "big")
+        addr = int.from_bytes(val[4:8], "big")
+        src = int.from_bytes(val[8:12], "big")
+        if opt == IP_ADD_SOURCE_MEMBERSHIP:
+            # do_mcast_group_source: join in INCLUDE mode first, an existing membership is fine
+            try:
+                self._mc_join(sk, group, addr, 0, include=True)
+            except OSError as e:
+                if getattr(e, "cause", None) is not Cause.ADDR_IN_USE:
+                    raise
+        add = opt in (IP_ADD_SOURCE_MEMBERSHIP, IP_BLOCK_SOURCE)
+        include = opt in (IP_ADD_SOURCE_MEMBERSHIP, IP_DROP_SOURCE_MEMBERSHIP)
+        self._mc_source(sk, proto, group, addr, src, add, include)
 
     def _v4_addr_dev(self, addr: int) -> int:
         """``ip_dev_find``: the device holding a local address, 0 if none."""
@@ -312,8 +326,8 @@ class DatagramOps:
             return self._v4_addr_dev(addr)
         return 0
 
-    def _mc_join(self, sk: Sock, group: int, addr: int, ifindex: int) -> None:
-        """``__ip_mc_join_group`` with MCAST_EXCLUDE and no sources."""
+    def _mc_join(self, sk: Sock, group: int, addr: int, ifindex: int, include: bool = False) -> None:
+        """``__ip_mc_join_group``: MCAST_EXCLUDE (or INCLUDE) with no sources."""
         if not v4_is_multicast(group):
             raise refuse(Op.SETSOCKOPT, Proto.UDP, Cause.INVALID)
         dev = self._mc_find_dev(addr, ifindex)
@@ -327,8 +341,40 @@ class DatagramOps:
             raise refuse(Op.SETSOCKOPT, Proto.UDP, Cause.NO_BUFFERS)
         if type(lst) is not list:
             lst = sk.mc_list = []
-        lst.append(Membership(group, dev, addr))
+        m = Membership(group, dev, addr)
+        if include:
+            m.mode = 1
+        lst.append(m)
         self.mc_members.add(sk)  # type: ignore[attr-defined]
+
+    def _mc_source(self, sk: Sock, proto: Proto, group: int, addr: int, src: int, add: bool, include: bool) -> None:
+        """``igmp.c: ip_mc_source`` [V probes in tests/model/test_demux.py]: the membership must
+        exist (EINVAL); a filter with sources keeps its mode (EINVAL), an empty one switches to
+        the option's mode; adding a source already there or removing one that is not is
+        EADDRNOTAVAIL; removing the last source of an INCLUDE filter leaves the group."""
+        dev = self._mc_find_dev(addr, 0)
+        if not dev:
+            raise refuse(Op.SETSOCKOPT, proto, Cause.NO_DEVICE)
+        mode = 1 if include else 0
+        for m in sk.mc_list:
+            if m.group == group and m.ifindex == dev:
+                break
+        else:
+            raise refuse(Op.SETSOCKOPT, proto, Cause.INVALID)
+        if m.sources and m.mode != mode:
+            raise refuse(Op.SETSOCKOPT, proto, Cause.INVALID)
+        m.mode = mode
+        if add:
+            if src in m.sources:
+                raise refuse(Op.SETSOCKOPT, proto, Cause.ADDR_NOT_LOCAL)
+            m.sources.add(src)
+            return
+        if src not in m.sources:
+            raise refuse(Op.SETSOCKOPT, proto, Cause.ADDR_NOT_LOCAL)
+        if len(m.sources) == 1 and include:
+            self._mc_leave(sk, group, addr, 0)
+            return
+        m.sources.discard(src)
 
     def _mc_leave(self, sk: Sock, group: int, addr: int, ifindex: int) -> None:
         """``ip_mc_leave_group``."""
