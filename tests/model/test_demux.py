@@ -537,3 +537,48 @@ def test_incoming_cpu_any_int_reads_back(any_ns):
         s.setsockopt(socket.SOL_SOCKET, 49, v)
         assert s.getsockopt(socket.SOL_SOCKET, 49) == v
     s.close()
+
+
+# --------------------------------------------------------------------------------------
+# group capacity (spec §1.4): 32768 members [V probe on 6.18: the 32769th UDP bind is
+# EADDRINUSE, the 32769th TCP listen ENOMEM].  Filling 32768 model sockets takes minutes (the
+# UDP conflict scan is linear per bind), so the mechanism is checked with a smaller capacity.
+# --------------------------------------------------------------------------------------
+
+def test_full_group_refuses_the_next_member(monkeypatch):
+    import portspace
+    from portspace.model._sock import ReuseportGroup
+    assert ReuseportGroup.CAPACITY == 32768
+    monkeypatch.setattr(ReuseportGroup, "CAPACITY", 3)
+    ns = portspace.Namespace()
+    for kind, port in ((socket.SOCK_DGRAM, 9900), (socket.SOCK_STREAM, 9901)):
+        ss = []
+        for _ in range(3):
+            s = ns.socket(A4, kind)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind(("127.0.0.1", port))
+            if kind == socket.SOCK_STREAM:
+                s.listen()
+            ss.append(s)
+        extra = ns.socket(A4, kind)
+        extra.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if kind == socket.SOCK_DGRAM:
+            with pytest.raises(OSError) as ei:
+                extra.bind(("127.0.0.1", port))
+            assert ei.value.errno == 98 and extra.getsockname() == ("0.0.0.0", 0)
+        else:
+            extra.bind(("127.0.0.1", port))
+            with pytest.raises(OSError) as ei:
+                extra.listen()
+            assert ei.value.errno == 12
+            assert extra.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 0
+            assert extra.getsockname() == ("127.0.0.1", port)   # the port stays
+        ns.check_invariants()
+        ss[0].close()                  # a slot is free again
+        if kind == socket.SOCK_DGRAM:
+            extra.bind(("127.0.0.1", port))
+        else:
+            extra.listen()
+        ns.check_invariants()
+        for s in ss[1:] + [extra]:
+            s.close()

@@ -99,6 +99,7 @@ class Cause(enum.Enum):
     SEND_SHUTDOWN = "the sending side was shut down"
     PROTOCOL_ERROR = "multicast membership on a TCP socket"
     NO_BUFFERS = "the socket already has net.ipv4.igmp_max_memberships (20) memberships"
+    GROUP_FULL = "the reuseport group already has 32768 members (reuseport_grow fails, spec §1.4)"
 
 
 # (op, proto, cause) -> errno; ``Proto.ANY`` entries apply to both protocols.
@@ -110,6 +111,12 @@ ERRNO_FOR: Final[dict[tuple[Op, Proto, Cause], int]] = {
     (Op.SENDTO, Proto.UDP, Cause.NO_EPHEMERAL_PORT): errno.EAGAIN,
     (Op.LISTEN, Proto.UDP, Cause.NOT_STREAM): errno.EOPNOTSUPP,
     (Op.LISTEN, Proto.TCP, Cause.INVALID): errno.EINVAL,
+    # a full reuseport group [V probe: the 32769th member]: udp_lib_get_port fails as "in use"
+    # (inet_autobind then answers EAGAIN), inet_csk_listen_start passes ENOMEM on
+    (Op.BIND, Proto.UDP, Cause.GROUP_FULL): errno.EADDRINUSE,
+    (Op.CONNECT, Proto.UDP, Cause.GROUP_FULL): errno.EAGAIN,
+    (Op.SENDTO, Proto.UDP, Cause.GROUP_FULL): errno.EAGAIN,
+    (Op.LISTEN, Proto.TCP, Cause.GROUP_FULL): errno.ENOMEM,
 }
 
 # cause -> errno where the operation does not matter.

@@ -765,6 +765,11 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         if sk.reuseport:
             for old in slot:
                 if _rules.reuseport_group_match(sk, old):
+                    if old.group is not None and len(old.group.socks) >= ReuseportGroup.CAPACITY:
+                        sk.num = sk.sport = 0
+                        if not slot:
+                            del self.udp_ports[port]
+                        raise refuse(op, Proto.UDP, Cause.GROUP_FULL)
                     self._group_join(sk, old)
                     break
             else:
@@ -875,6 +880,13 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         if sk.reuseport:
             for old in chain:
                 if old.tb is sk.tb and _rules.reuseport_group_match(sk, old):
+                    if old.group is not None and len(old.group.socks) >= ReuseportGroup.CAPACITY:
+                        # inet_csk_listen_start: hashing failed, back to CLOSE (the port stays)
+                        sk.state = CLOSE
+                        sk.accept_queue = ()
+                        if not chain:
+                            del self.lhash2[key]
+                        raise refuse(Op.LISTEN, Proto.TCP, Cause.GROUP_FULL)
                     self._group_join(sk, old)
                     break
             else:
@@ -1390,8 +1402,11 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
                 assert (sk.conn_seq != 0) == (sk.state == ESTABLISHED), sk
                 assert sk.rmem == sum(c for _d, _s, c in sk.rcv_queue) and sk.rmem <= 212992, sk
                 assert (sk in self.mc_members) == bool(sk.mc_list), sk
-            if sk.group is not None:
-                g = sk.group
+        seen: set[int] = set()
+        for sk in self.socks.values():
+            g = sk.group
+            if g is not None and id(g) not in seen:
+                seen.add(id(g))
                 assert g.incoming_cpu == sum(1 for m in g.socks if m.incoming_cpu >= 0), g
 
     def listeners(self) -> list[Sock]:
