@@ -116,7 +116,6 @@ ERRNO_FOR: Final[dict[tuple[Op, Proto, Cause], int]] = {
     (Op.BIND, Proto.UDP, Cause.GROUP_FULL): errno.EADDRINUSE,
     (Op.CONNECT, Proto.UDP, Cause.GROUP_FULL): errno.EAGAIN,
     (Op.SENDTO, Proto.UDP, Cause.GROUP_FULL): errno.EAGAIN,
-    (Op.LISTEN, Proto.TCP, Cause.GROUP_FULL): errno.ENOMEM,
 }
 
 # cause -> errno where the operation does not matter.
@@ -161,6 +160,7 @@ ERRNO_DEFAULT: Final[dict[Cause, int]] = {
     Cause.SEND_SHUTDOWN: errno.EPIPE,
     Cause.PROTOCOL_ERROR: errno.EPROTO,
     Cause.NO_BUFFERS: errno.ENOBUFS,
+    Cause.GROUP_FULL: errno.ENOMEM,   # reuseport_grow; UDP paths map it per call above
 }
 
 
