@@ -273,4 +273,25 @@ class Namespace:
     def socket_count(self) -> int:
         return len(self._kernel.socks)
 
+    # -- delivery (model/_demux.py; issue 6, D) --------------------------------------------
+    def set_cpu(self, cpu: int) -> None:
+        """Run as if on CPU ``cpu`` from now on (``sched_setaffinity`` to one CPU on the kernel):
+        what SO_INCOMING_CPU scoring and reuseport selection compare with (spec §7.1, §7.3)."""
+        if type(cpu) is not int or cpu < 0:
+            raise ValueError(f"cpu must be a non-negative int, not {cpu!r}")
+        self._kernel.cpu = cpu
+
+    def who_receives(self, proto: str, src: Any, dst: Any, dev: str | None = None) -> Any:
+        """Which socket(s) would receive a ``proto`` ("tcp": a segment or SYN, "udp": a datagram)
+        from ``src`` to ``dst`` (``(host, port)`` tuples) arriving on ``dev`` (default lo), and
+        why.  Changes nothing.  Returns a :class:`portspace._delivery.Delivery`."""
+        from ._delivery import who_receives
+        return who_receives(self._kernel, proto, src, dst, dev)
+
+    def flow_report(self, proto: str, dst: Any, sources: Any) -> Any:
+        """Where flows from each of ``sources`` to ``dst`` land (spec §7.3 distribution); compare
+        two reports with ``.moved()`` to count the flows a leave or join moved."""
+        from ._delivery import flow_report
+        return flow_report(self._kernel, proto, dst, sources)
+
     _ = (sockaddr, AF_INET6)

@@ -18,10 +18,14 @@ v6only=0 dev=NAME freebind nonblock no_port range=LO-HI linger2=SECONDS uid=N``.
 getpeername() as ``host:port`` with a default-range ephemeral port shown as ``eph``),
 ``connect HOST PORT``, ``disconnect``, ``shutdown rd|wr|rdwr``, ``timeout SECONDS|none``, ``error`` (SO_ERROR),
 ``set OPTION VALUE`` (``reuseaddr``, ``reuseport``, ``v6only``, ``dev``, ``freebind``,
-``broadcast``), ``get OPTION``; ``x = L accept`` accepts on L and names the new socket x; data:
+``broadcast``, ``incoming_cpu``, ``mcast_all`` (alias ``multicast_all``), ``mcast_loop``, ``mcast_if ADDR``
+(alias ``multicast_if``)), ``get OPTION``; ``x = L accept`` accepts on L and names the new socket x; data:
 ``send [DATA]``, ``sendto HOST PORT [DATA]`` (DATA defaults to ``x``; the outcome is the byte
-count), ``recv`` (one read, its bytes' ``repr``); ``join GROUP [IFADDR]`` (IP_ADD_MEMBERSHIP;
-options ``multicast_if ADDR`` and ``multicast_all 0|1`` for ``set``).  Namespace steps: ``ns addr
+count), ``recv`` (one read, its bytes' ``repr``), ``recvfrom [BUFSIZE]`` (-> ``b'..' from host:port``),
+``drain`` (receive all queued datagrams of this socket without blocking -> how many); IPv4
+multicast: ``join GROUP [IFADDR]`` / ``join mreqn GROUP IFINDEX`` / ``leave ...``
+(IP_ADD/DROP_MEMBERSHIP), ``srcjoin|srcleave|block|unblock GROUP IFADDR SOURCE`` (source
+filters); ``ns cpu N`` (the CPU the next calls run on).  Namespace steps: ``ns addr
 CIDR [DEV]``, ``ns device NAME``, ``ns sysctl NAME [VALUE]``, ``ns sleep SECONDS`` (alias ``ns
 advance``: the model's virtual clock; real time on the kernel), ``ns drain S1 S2 ...`` (read every
 queued datagram of the named sockets without blocking; the outcome ``K of N sockets, D
@@ -58,8 +62,12 @@ OPTIONS = {
     "multicast_if": (socket.IPPROTO_IP, socket.IP_MULTICAST_IF),   # value: an IPv4 address
     "multicast_all": (socket.IPPROTO_IP, 49),                      # IP_MULTICAST_ALL
     "linger2": (socket.IPPROTO_TCP, socket.TCP_LINGER2),
+    "incoming_cpu": (socket.SOL_SOCKET, 49),  # SO_INCOMING_CPU
+    "mcast_all": (socket.IPPROTO_IP, 49),     # IP_MULTICAST_ALL
+    "mcast_loop": (socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP),
+    "mcast_if": (socket.IPPROTO_IP, socket.IP_MULTICAST_IF),
 }
-TEXT_OPTIONS = ("dev", "multicast_if")   # options whose value is text, not a number
+TEXT_OPTIONS = ("dev", "multicast_if", "mcast_if")   # options whose value is text, not a number
 
 
 @dataclass(frozen=True)
@@ -143,7 +151,7 @@ def _opt_value(name: str, text: str) -> Any:
         return int(text).to_bytes(4, "little")
     if name == "dev":
         return text.encode() if text not in ("-", "none") else b""
-    if name == "multicast_if":
+    if name in ("multicast_if", "mcast_if"):
         return socket.inet_aton(text)
     return int(text)
 
@@ -212,6 +220,8 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                     return _drain([socks[name] for name in st.args])
                 if st.op == "sysctl":
                     return ns.sysctl(st.args[0], st.args[1] if len(st.args) > 1 else None)
+                if st.op == "cpu":
+                    return ns.set_cpu(int(st.args[0]))
                 raise ValueError(f"unknown namespace step {st.line!r}")
         text, err = outcome(ns_call)
         return StepResult(st, text, err)
@@ -254,14 +264,6 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                 return str(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
             if st.op == "send":
                 return str(s.send((a[0] if a else "x").encode()))
-            if st.op == "sendto":
-                data = (a[2] if len(a) > 2 else "x").encode()
-                if s.family == socket.AF_INET6:
-                    return str(s.sendto(data, (_host(a[0]), int(a[1]), 0, 0)))
-                return str(s.sendto(data, (_host(a[0]), int(a[1]))))
-            if st.op == "join":
-                mreq = socket.inet_aton(a[0]) + socket.inet_aton(a[1] if len(a) > 1 else "0.0.0.0")
-                return s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
             if st.op == "recv":
                 return repr(s.recv(65536))
             if st.op == "port":
@@ -277,6 +279,27 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                 if a[0] == "dev":
                     return s.getsockopt(level, opt, 16)
                 return str(s.getsockopt(level, opt))
+            # -- delivery steps (issue 6, D): datagrams and multicast ---------------------
+            if st.op == "sendto":
+                host = _host(a[0])
+                dest: tuple = (host, int(a[1]), 0, 0) if s.family == socket.AF_INET6 else (host, int(a[1]))
+                return str(s.sendto(a[2].encode() if len(a) > 2 else b"x", dest))
+            if st.op == "recvfrom":
+                data, src = s.recvfrom(int(a[0]) if a else 65536)
+                return f"{data!r} from {_ephemeral_masked(src)}"
+            if st.op == "drain":
+                return _drain_one(s)
+            if st.op in ("join", "leave"):
+                import struct
+                opt = socket.IP_ADD_MEMBERSHIP if st.op == "join" else socket.IP_DROP_MEMBERSHIP
+                group = socket.inet_aton(a[1 if a[0] == "mreqn" else 0])
+                if a[0] == "mreqn":   # join mreqn GROUP IFINDEX
+                    return s.setsockopt(socket.IPPROTO_IP, opt, group + bytes(4) + struct.pack("i", int(a[2])))
+                return s.setsockopt(socket.IPPROTO_IP, opt, group + socket.inet_aton(a[1] if len(a) > 1 else "0.0.0.0"))
+            if st.op in ("srcjoin", "srcleave", "block", "unblock"):
+                # struct ip_mreq_source: GROUP IFADDR [SOURCE] (a short struct without SOURCE)
+                opt = {"srcjoin": 39, "srcleave": 40, "block": 38, "unblock": 37}[st.op]
+                return s.setsockopt(socket.IPPROTO_IP, opt, b"".join(socket.inet_aton(x) for x in a))
             raise ValueError(f"unknown step {st.line!r}")
     text, err = outcome(call)
     return StepResult(st, text, err)
@@ -301,6 +324,23 @@ def _drain(socks: list[Any]) -> str:
         hit += got > 0
         total += got
     return f"{hit} of {len(socks)} sockets, {total} datagram{'' if total == 1 else 's'}"
+
+
+def _drain_one(s: Any) -> str:
+    """Receive every queued datagram without blocking; ``N`` (how many), the socket's mode kept."""
+    prev = s.gettimeout()
+    s.setblocking(False)
+    n = 0
+    try:
+        while True:
+            try:
+                s.recvfrom(65536)
+            except BlockingIOError:
+                break
+            n += 1
+    finally:
+        s.settimeout(prev)
+    return str(n)
 
 
 def _ephemeral_masked(addr: tuple) -> str:

@@ -666,6 +666,10 @@ class KernelNamespace:
         back as KernelSockets."""
         return self._request("run", fn, args)
 
+    def set_cpu(self, cpu: int) -> None:
+        """The model's ``set_cpu``: pin the child (where the sockets send and receive) to ``cpu``."""
+        self.run(_pin_cpu, int(cpu))
+
     def advance(self, seconds: float) -> None:
         """The model's ``advance``: on the kernel, time passes for real (``time.sleep``)."""
         import time as _time
@@ -674,6 +678,10 @@ class KernelNamespace:
     def socket_count(self) -> int:
         """How many sockets the child still holds open (for leak checks)."""
         return self._request("count")
+
+
+def _pin_cpu(cpu: int) -> None:
+    os.sched_setaffinity(0, {cpu})
 
 
 class _HandleRef:

@@ -35,6 +35,7 @@ from ._addr import AF_INET, AF_INET6, V4MAPPED_PREFIX, coverage, v4_is_multicast
     v6_is_mapped, v6_is_multicast, v6_needs_scope
 from ._errors import Cause, Deadlock, Op, OutOfScope, Proto, refuse
 from ._rules import CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN, SYN_SENT
+from ._demux import Packet, listener_lookup
 from ._sock import Bind2Bucket, BindBucket, Sock, chain_key
 
 # socket-layer states (include/uapi/linux/net.h: socket_state)
@@ -556,43 +557,17 @@ class ConnectOps:
             sk.connect_bind = False
 
     def lookup_listener(self, sk: Sock) -> Sock | None:
-        """``inet_lhash2_lookup`` for a SYN from ``sk`` (spec §7.1): the exact-address chain,
-        then the wildcard one; the first strictly better score wins, and a reuseport group
-        answers at once with a member chosen by the 4-tuple hash."""
-        v6 = sk.family == AF_INET6 and not v6_is_mapped(sk.v6_daddr)
-        port = sk.dport
-        if v6:
-            chains = [((AF_INET6, sk.v6_daddr, port), sk.v6_daddr), ((AF_INET, 0, port), 0)]
-        else:
-            d4 = sk.daddr
-            chains = [((AF_INET, d4, port), d4), ((AF_INET, 0, port), 0)]
-        for key, target in chains:
-            best, best_score = None, 0
-            for cand in self.lhash2.get(key, ()):  # type: ignore[attr-defined]
-                if v6:
-                    if cand.family != AF_INET6 or cand.v6_rcv_saddr != target:
-                        continue
-                    score = 2 if cand.bound_dev else 1
-                else:
-                    if cand.v6only or cand.rcv_saddr != target:
-                        continue
-                    score = (2 if cand.bound_dev else 1) + (1 if cand.family == AF_INET else 0)
-                if cand.bound_dev not in (0, 1):
-                    continue  # bound to another device than lo: loopback traffic never matches
-                if score > best_score:
-                    if cand.reuseport and cand.group is not None:
-                        return self._select_member(cand, sk)
-                    best, best_score = cand, score
-            if best is not None:
-                return best
-        return None
+        """The listener a SYN from ``sk`` reaches: ``_demux.listener_lookup`` (spec §7.1) on
+        the packet the SYN is."""
+        return listener_lookup(self, self._syn_packet(sk))
 
-    def _select_member(self, cand: Sock, sk: Sock) -> Sock:
-        """``reuseport_select_sock_by_hash`` (spec §7.3): ``(hash * n) >> 32``."""
-        members = cand.group.socks
-        h = self.keyed_hash64(_v6key(sk.family, sk.daddr, sk.v6_daddr), sk.dport,
-                              _v6key(sk.family, sk.rcv_saddr, sk.v6_rcv_saddr), sk.num, 0xE4) & 0xFFFFFFFF
-        return members[(h * len(members)) >> 32]
+    @staticmethod
+    def _syn_packet(sk: Sock) -> Packet:
+        if sk.family == AF_INET6 and not v6_is_mapped(sk.v6_daddr):
+            return Packet(True, True, sk.v6_rcv_saddr, sk.num, sk.v6_daddr, sk.dport, 1)
+        if sk.family == AF_INET6:
+            return Packet(True, False, sk.v6_rcv_saddr & 0xFFFFFFFF, sk.num, sk.v6_daddr & 0xFFFFFFFF, sk.dport, 1)
+        return Packet(True, False, sk.rcv_saddr, sk.num, sk.daddr, sk.dport, 1)
 
     def _make_child(self, lsk: Sock, client: Sock) -> Sock:
         """The accepted child (``inet_csk_clone_lock`` + ``__inet_inherit_port``): it inherits
@@ -627,6 +602,8 @@ class ConnectOps:
         child.tb, child.tb2, child.num, child.sport = tb, tb2, lsk.num, lsk.num
         child.bindport_lock = True  # owns the port like the listener (released on close)
         child.listener = lsk
+        # the SYN and the ACK were processed on the current CPU: both ends record it [V probe]
+        child.incoming_cpu = client.incoming_cpu = self.cpu  # type: ignore[attr-defined]
         self._ehash_add(child)
         return child
 
@@ -684,7 +661,10 @@ class ConnectOps:
             sk.daddr, sk.v6_daddr = 0, d6
         sk.dport = dport
         sk.state = ESTABLISHED
+        self._udp_unhash4(sk)  # type: ignore[attr-defined]  # a second connect() re-hashes
+        self._udp_hash4(sk)  # type: ignore[attr-defined]
         if sk.group is not None:
+            sk.group.has_conns = True  # reuseport_has_conns_set (sticky)
             self._group_leave(sk)  # type: ignore[attr-defined]
 
     def disconnect(self, sk: Sock) -> None:
@@ -693,6 +673,7 @@ class ConnectOps:
         shows port 0) [V eph:G].  TCP (``tcp_disconnect``): abort the connection (the peer sees
         a reset), reset a non-explicit address, release a non-explicit port."""
         if not sk.tcp:
+            self._udp_unhash4(sk)  # type: ignore[attr-defined]
             sk.state = CLOSE
             sk.daddr = sk.v6_daddr = sk.dport = 0
             sk.bound_dev = 0

@@ -100,6 +100,13 @@ class Cause(enum.Enum):
     BROADCAST_NEEDS_OPTION = "sending to a broadcast address needs SO_BROADCAST (spec §6.6)"
     WOULD_BLOCK = "nothing is ready and the socket is non-blocking"
     FAULT = "the option buffer is not readable (NULL with a length)"
+    # UDP data and multicast (model/_datagram.py)
+    MESSAGE_TOO_LONG = "the datagram is longer than 65507 (IPv4) / 65527 (IPv6) bytes"
+    DEST_ADDR_REQUIRED = "no destination: the socket is not connected and no address was given"
+    SEND_SHUTDOWN = "the sending side was shut down"
+    PROTOCOL_ERROR = "multicast membership on a TCP socket"
+    NO_BUFFERS = "the socket already has net.ipv4.igmp_max_memberships (20) memberships"
+    GROUP_FULL = "the reuseport group already has 32768 members (reuseport_grow fails, spec §1.4)"
 
 
 # (op, proto, cause) -> errno; ``Proto.ANY`` entries apply to both protocols.
@@ -111,6 +118,11 @@ ERRNO_FOR: Final[dict[tuple[Op, Proto, Cause], int]] = {
     (Op.SENDTO, Proto.UDP, Cause.NO_EPHEMERAL_PORT): errno.EAGAIN,
     (Op.LISTEN, Proto.UDP, Cause.NOT_STREAM): errno.EOPNOTSUPP,
     (Op.LISTEN, Proto.TCP, Cause.INVALID): errno.EINVAL,
+    # a full reuseport group [V probe: the 32769th member]: udp_lib_get_port fails as "in use"
+    # (inet_autobind then answers EAGAIN), inet_csk_listen_start passes ENOMEM on
+    (Op.BIND, Proto.UDP, Cause.GROUP_FULL): errno.EADDRINUSE,
+    (Op.CONNECT, Proto.UDP, Cause.GROUP_FULL): errno.EAGAIN,
+    (Op.SENDTO, Proto.UDP, Cause.GROUP_FULL): errno.EAGAIN,
 }
 
 # cause -> errno where the operation does not matter.
@@ -154,6 +166,12 @@ ERRNO_DEFAULT: Final[dict[Cause, int]] = {
     Cause.WOULD_BLOCK: errno.EAGAIN,
     Cause.PROTO_NOT_SUPPORTED: errno.EPROTONOSUPPORT,
     Cause.OPT_NOT_SUPPORTED: errno.EOPNOTSUPP,
+    Cause.MESSAGE_TOO_LONG: errno.EMSGSIZE,
+    Cause.DEST_ADDR_REQUIRED: errno.EDESTADDRREQ,
+    Cause.SEND_SHUTDOWN: errno.EPIPE,
+    Cause.PROTOCOL_ERROR: errno.EPROTO,
+    Cause.NO_BUFFERS: errno.ENOBUFS,
+    Cause.GROUP_FULL: errno.ENOMEM,   # reuseport_grow; UDP paths map it per call above
 }
 
 

@@ -28,7 +28,7 @@ from ._env import Rng
 from ._errors import Cause, Op, OutOfScope, Proto, refuse
 from ._rules import CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN, STATE_NAMES, SYN_SENT, TIME_WAIT
 from ._connect import ConnectOps
-from ._datagram import DatagramOps
+from ._datagram import MCAST_OPTS, DatagramOps
 from ._stream import StreamOps
 from ._explain import LazyReasons
 from ._sock import Bind2Bucket, BindBucket, ReuseportGroup, Sock, chain_key, snapshot
@@ -53,6 +53,7 @@ SO_PROTOCOL = 38
 SO_ACCEPTCONN = 30
 SO_BINDTOIFINDEX = 62
 SO_LINGER = 13
+SO_INCOMING_CPU = 49
 IP_FREEBIND = 15
 IP_TRANSPARENT = 19
 IP_BIND_ADDRESS_NO_PORT = 24
@@ -65,6 +66,8 @@ TCP_LINGER2 = 8
 IFNAMSIZ = 16
 SOCK_STREAM = 1
 SOCK_DGRAM = 2
+
+_IPV6_MCAST_OPTS = {17, 18, 19, 20, 21, 42, 43, 44, 45, 46, 47, 48, 29}  # IPV6_MULTICAST_*, JOIN/LEAVE_GROUP, MCAST_*
 
 RTN_LOCAL, RTN_BROADCAST, RTN_MULTICAST, RTN_UNICAST = "local", "broadcast", "multicast", "unicast"
 
@@ -165,6 +168,11 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         self.udp_table_size = udp_table_size
         self._group_seq = 0
         self._bind_seq = 0
+        # delivery (model/_demux.py, model/_datagram.py)
+        self.cpu = 0                     # the CPU the caller runs on (ns.set_cpu)
+        self.udp_hash4: dict[tuple[int, int, int, int], list[Sock]] = {}
+        self.mc_members: set[Sock] = set()   # sockets with IPv4 multicast memberships
+        self._conn_seq = 0
         # what `ip link set lo up` configures in a fresh namespace
         self.add_address_v4(0x7F000001, 8, "lo")
         self.add_address_v6(1, 128, "lo")
@@ -370,6 +378,8 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
                 sk.reuseaddr = v != 0
             elif opt == SO_REUSEPORT:
                 sk.reuseport = v != 0
+            elif opt == SO_INCOMING_CPU:
+                self._set_incoming_cpu(sk, v)
             elif opt == SO_BINDTOIFINDEX:
                 if v and v not in self.dev_by_index:
                     raise refuse(Op.SETSOCKOPT, proto, Cause.NO_DEVICE)
@@ -400,6 +410,8 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
                 if lo and hi and lo > hi:
                     raise refuse(Op.SETSOCKOPT, proto, Cause.INVALID)
                 sk.port_range = uv
+            elif opt in MCAST_OPTS:
+                self.mcast_setsockopt(sk, opt, val)
             elif opt == IP_TRANSPARENT:
                 raise OutOfScope("IP_TRANSPARENT (tproxy) is outside the model (spec scope)")
             else:
@@ -419,6 +431,9 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
                 sk.freebind = v != 0
             elif opt == IPV6_TRANSPARENT:
                 raise OutOfScope("IPV6_TRANSPARENT (tproxy) is outside the model (spec scope)")
+            elif opt in _IPV6_MCAST_OPTS:
+                raise OutOfScope("IPv6 multicast (IPV6_JOIN_GROUP, IPV6_MULTICAST_IF and the other IPV6_MULTICAST_* "
+                                 "options) is not modelled")
             else:
                 raise OutOfScope(f"setsockopt(IPPROTO_IPV6, {opt}) is not modelled by portspace")
             return
@@ -495,6 +510,8 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
                 v = int(sk.state == LISTEN)
             elif opt == SO_ERROR:
                 v, sk.err = sk.err, 0  # sock_error(): reported once, then cleared
+            elif opt == SO_INCOMING_CPU:
+                v = sk.incoming_cpu
             elif (level, opt) in _PLAIN_BOOL_OPTS:
                 v = sk.opts.get((level, opt), 0)
             else:
@@ -505,6 +522,8 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
                 v = int(sk.freebind)
             elif opt == IP_BIND_ADDRESS_NO_PORT:
                 v = int(sk.no_port)
+            elif opt in MCAST_OPTS:
+                return self.mcast_getsockopt(sk, opt, buflen)
             elif opt == IP_LOCAL_PORT_RANGE:
                 # do_ip_getsockopt: a u32, optlen must be >= 4 ... copies exactly 4 bytes
                 if buflen < 4:
@@ -783,6 +802,11 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         if sk.reuseport:
             for old in slot:
                 if _rules.reuseport_group_match(sk, old):
+                    if old.group is not None and len(old.group.socks) >= ReuseportGroup.CAPACITY:
+                        sk.num = sk.sport = 0
+                        if not slot:
+                            del self.udp_ports[port]
+                        raise refuse(op, Proto.UDP, Cause.GROUP_FULL)
                     self._group_join(sk, old)
                     break
             else:
@@ -837,6 +861,9 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
     def _group_join(self, sk: Sock, old: Sock) -> None:
         if old.group is None:
             self._group_new(old)
+        if len(old.group.socks) >= ReuseportGroup.CAPACITY:
+            raise OutOfScope(f"a reuseport group of more than {ReuseportGroup.CAPACITY} members (reuseport_grow "
+                             "fails; the errno on this path is not verified)")
         old.group.add(sk)
         sk.group = old.group
 
@@ -845,6 +872,15 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         if sk.group is not None:
             sk.group.detach(sk)
             sk.group = None
+
+    @staticmethod
+    def _set_incoming_cpu(sk: Sock, cpu: int) -> None:
+        """SO_INCOMING_CPU (``sk_setsockopt`` -> ``reuseport_update_incoming_cpu``): any int is
+        stored; the group counts its members with a CPU >= 0 [V probe: -5 reads back]."""
+        g = sk.group
+        if g is not None:
+            g.incoming_cpu += (cpu >= 0) - (sk.incoming_cpu >= 0)
+        sk.incoming_cpu = cpu
 
     # ------------------------------------------------------------------------------------
     # listen()
@@ -888,6 +924,13 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         if sk.reuseport:
             for old in chain:
                 if old.tb is sk.tb and _rules.reuseport_group_match(sk, old):
+                    if old.group is not None and len(old.group.socks) >= ReuseportGroup.CAPACITY:
+                        # inet_csk_listen_start: hashing failed, back to CLOSE (the port stays)
+                        sk.state = CLOSE
+                        sk.accept_queue = ()
+                        if not chain:
+                            del self.lhash2[key]
+                        raise refuse(Op.LISTEN, Proto.TCP, Cause.GROUP_FULL)
                     self._group_join(sk, old)
                     break
             else:
@@ -923,6 +966,8 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         heapq.heappush(self._free_fds, sk.fd)
         if not sk.tcp:
             self._udp_unhash(sk)
+            self._mc_drop_socket(sk)
+            self._udp_drop_queue(sk)
             sk.state = CLOSE
             return
         state = sk.state
@@ -1180,9 +1225,10 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         sk.state = CLOSE
 
     def _udp_unhash(self, sk: Sock) -> None:
-        """``udp_lib_unhash``: leave the port slot, the hash2 chain and the reuseport group."""
+        """``udp_lib_unhash``: leave the port slot, the hash2 chain, hash4 and the reuseport group."""
         if not sk.num:
             return
+        self._udp_unhash4(sk)
         if sk.chain is not None:
             sk.chain.remove(sk)
             if not sk.chain:
@@ -1194,6 +1240,21 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         if not slot:
             del self.udp_ports[sk.num]
         sk.num = 0
+
+    def _udp_hash4(self, sk: Sock) -> None:
+        """``udp_lib_hash4`` (6.13+): a connected socket joins the head of its 4-tuple chain."""
+        key = self._ekey(sk)
+        self.udp_hash4.setdefault(key, []).insert(0, sk)
+        sk.conn_seq = key  # where it was hashed (the key may change later)
+
+    def _udp_unhash4(self, sk: Sock) -> None:
+        key = sk.conn_seq
+        if key:
+            lst = self.udp_hash4[key]  # type: ignore[index]
+            lst.remove(sk)
+            if not lst:
+                del self.udp_hash4[key]  # type: ignore[arg-type]
+            sk.conn_seq = 0
 
     def _udp_rehash(self, sk: Sock) -> None:
         """``udp_lib_rehash`` after the local address changed: move to the head of the new hash2
@@ -1400,6 +1461,23 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
             for i, a in enumerate(live):
                 for b in live[i + 1:]:
                     assert not _rules.dev_compatible(a.bound_dev, b.bound_dev), f"4-tuple twice: {a} {b}"
+        # delivery (model/_demux.py): hash4 holds exactly the connected UDP sockets, under their
+        # current 4-tuple; receive queues within the buffer; memberships indexed
+        for key, lst in self.udp_hash4.items():
+            assert lst, "empty hash4 entry kept"
+            for o in lst:
+                assert not o.closed and o.state == ESTABLISHED and o.conn_seq == key == self._ekey(o), (o, key)
+        for sk in self.socks.values():
+            if not sk.tcp:
+                assert (sk.conn_seq != 0) == (sk.state == ESTABLISHED), sk
+                assert sk.rmem == sum(c for _d, _s, c in sk.rcv_queue) and sk.rmem <= 212992, sk
+                assert (sk in self.mc_members) == bool(sk.mc_list), sk
+        seen: set[int] = set()
+        for sk in self.socks.values():
+            g = sk.group
+            if g is not None and id(g) not in seen:
+                seen.add(id(g))
+                assert g.incoming_cpu == sum(1 for m in g.socks if m.incoming_cpu >= 0), g
 
     def listeners(self) -> list[Sock]:
         return [s for chain in self.lhash2.values() for s in chain]

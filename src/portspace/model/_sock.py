@@ -90,6 +90,17 @@ class Sock:
     tw_entry = 0.0
     tw_ts = True
     timer_seq = 0
+    # UDP data (model/_datagram.py) and delivery (model/_demux.py)
+    incoming_cpu = -1       # sk_incoming_cpu: SO_INCOMING_CPU, or the CPU of the last delivery
+    rcv_queue: Any = ()     # a deque of (data, source, charge) once a datagram arrived
+    rmem = 0                # sk_rmem_alloc: the charges of the queued datagrams
+    conn_seq: Any = 0       # the hash4 key of a connected UDP socket (0: not in hash4)
+    mc_list: Any = ()       # IPv4 memberships: a list of Membership once joined
+    mc_all = True           # IP_MULTICAST_ALL
+    mc_loop = True          # IP_MULTICAST_LOOP (no effect when the output device is lo)
+    mc_index = 0            # IP_MULTICAST_IF: output device index
+    mc_addr = 0             # IP_MULTICAST_IF: source address
+    mc_ttl = 1              # IP_MULTICAST_TTL
 
     def __init__(self, fd: int, family: int, tcp: bool, uid: int, v6only: bool) -> None:
         self.fd = fd
@@ -213,21 +224,33 @@ class ReuseportGroup:
     the last member (``__reuseport_detach_sock``).  Invariant: never empty (freed with its last
     member)."""
 
-    __slots__ = ("socks", "bind_inany", "gid")
+    __slots__ = ("socks", "bind_inany", "gid", "incoming_cpu", "has_conns")
+
+    # sock_reuseport.c: the array starts at 128 and doubles; reuseport_grow refuses to go past
+    # U16_MAX, so 32768 members is the most a group can hold (spec §1.4)
+    CAPACITY = 32768
 
     def __init__(self, gid: int, first: Any, bind_inany: bool) -> None:
         self.gid = gid
         self.socks: list[Any] = [first]
         self.bind_inany = bind_inany
+        # members with SO_INCOMING_CPU >= 0 (``reuse->incoming_cpu``): only then does the
+        # selection prefer a member on the current CPU (spec §7.3)
+        self.incoming_cpu = 1 if first.incoming_cpu >= 0 else 0
+        self.has_conns = False   # a member connect()ed once (sticky, ``reuseport_has_conns_set``)
 
     def add(self, sk: Any) -> None:
         self.socks.append(sk)
+        if sk.incoming_cpu >= 0:
+            self.incoming_cpu += 1
 
     def detach(self, sk: Any) -> None:
         i = self.socks.index(sk)
         last = self.socks.pop()
         if last is not sk:
             self.socks[i] = last
+        if sk.incoming_cpu >= 0:
+            self.incoming_cpu -= 1
 
 
 def chain_key(sk: Any) -> tuple[int, int]:
