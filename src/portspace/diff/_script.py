@@ -18,7 +18,9 @@ v6only=0 dev=NAME freebind nonblock no_port range=LO-HI uid=N``.  Socket steps: 
 getpeername() as ``host:port`` with a default-range ephemeral port shown as ``eph``),
 ``connect HOST PORT``, ``disconnect``, ``shutdown rd|wr|rdwr``, ``timeout SECONDS|none``, ``error`` (SO_ERROR),
 ``set OPTION VALUE`` (``reuseaddr``, ``reuseport``, ``v6only``, ``dev``, ``freebind``,
-``broadcast``), ``get OPTION``; ``x = L accept`` accepts on L and names the new socket x.  Namespace steps: ``ns addr
+``broadcast``), ``get OPTION``; ``x = L accept`` accepts on L and names the new socket x;
+data steps ``send``, ``sendall``, ``sendto``, ``recv``, ``recvfrom``, ``select`` (see
+``_data_step``).  Namespace steps: ``ns addr
 CIDR [DEV]``, ``ns device NAME``, ``ns sysctl NAME [VALUE]``, ``ns sleep SECONDS`` (the model's
 virtual clock; real time on the kernel).  A trailing ``as=UID`` runs the
 step as that uid.  Hosts may be written ``[::1]``.
@@ -247,9 +249,59 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                 if a[0] == "dev":
                     return s.getsockopt(level, opt, 16)
                 return str(s.getsockopt(level, opt))
+            if st.op in DATA_STEPS:
+                return _data_step(ns, s, st.op, a)
             raise ValueError(f"unknown step {st.line!r}")
     text, err = outcome(call)
     return StepResult(st, text, err)
+
+
+# -- data steps (issue 6) ------------------------------------------------------------------
+# ``send DATA [FLAGS]`` / ``sendall DATA [FLAGS]`` (the byte count, or OK), ``sendto DATA
+# [FLAGS] HOST PORT``, ``recv N [FLAGS]`` / ``recvfrom N [FLAGS]`` (the bytes' repr, or
+# ``<N bytes>`` beyond 40), ``select`` (readiness as ``rwx`` with ``-`` for "not ready", from
+# ``ns.select([s], [s], [s], 0)``).  DATA is a word; ``WORD*N`` repeats it N times.  FLAGS are
+# MSG_* names joined by ``|``: ``peek|waitall``, ``fastopen``, ``dontwait``, ...
+DATA_STEPS = frozenset({"send", "sendall", "sendto", "recv", "recvfrom", "select"})
+
+
+def _msg_flags(text: str) -> int:
+    flags = 0
+    for name in text.split("|"):
+        flags |= getattr(socket, "MSG_" + name.upper())
+    return flags
+
+
+def _data(text: str) -> bytes:
+    word, star, count = text.rpartition("*")
+    if star and count.isdigit():
+        return word.encode() * int(count)
+    return text.encode()
+
+
+def _shown(data: bytes) -> str:
+    return repr(data) if len(data) <= 40 else f"<{len(data)} bytes>"
+
+
+def _data_step(ns: Any, s: Any, op: str, a: tuple[str, ...]) -> Any:
+    if op == "select":
+        r, w, x = ns.select([s], [s], [s], 0)
+        return ("r" if r else "-") + ("w" if w else "-") + ("x" if x else "-")
+    if op in ("send", "sendall"):
+        flags = _msg_flags(a[1]) if len(a) > 1 else 0
+        n = getattr(s, op)(_data(a[0]), flags)
+        return None if n is None else str(n)
+    if op == "sendto":
+        data, rest = _data(a[0]), a[1:]
+        flags = _msg_flags(rest[0]) if len(rest) == 3 else 0
+        host, port = _host(rest[-2]), int(rest[-1])
+        addr: tuple = (host, port, 0, 0) if s.family == socket.AF_INET6 else (host, port)
+        return str(s.sendto(data, flags, addr) if flags else s.sendto(data, addr))
+    flags = _msg_flags(a[1]) if len(a) > 1 else 0
+    if op == "recv":
+        return _shown(s.recv(int(a[0]), flags))
+    data, addr = s.recvfrom(int(a[0]), flags)
+    return f"({_shown(data)}, {addr!r})"
 
 
 def _ephemeral_masked(addr: tuple) -> str:

@@ -666,6 +666,13 @@ class KernelNamespace:
         back as KernelSockets."""
         return self._request("run", fn, args)
 
+    def select(self, rlist: Any, wlist: Any, xlist: Any, timeout: Any = None) -> Any:
+        """``select.select`` run in the child on the real sockets (the model's ``ns.select``).
+        KernelSockets in the lists arrive there as the child's sockets and come back as the
+        same proxies; arguments are passed as given, so the stdlib checks them.  A select that
+        waits longer than :attr:`request_timeout` kills the namespace, like any stuck call."""
+        return self._request("run", _select, (rlist, wlist, xlist, timeout))
+
     def advance(self, seconds: float) -> None:
         """The model's ``advance``: on the kernel, time passes for real (``time.sleep``)."""
         import time as _time
@@ -683,6 +690,12 @@ class _HandleRef:
 
     def __init__(self, handle: int) -> None:
         self.handle = handle
+
+
+def _select(rlist: Any, wlist: Any, xlist: Any, timeout: Any) -> Any:
+    """Runs in the child: ``select.select`` on the real sockets."""
+    import select
+    return select.select(rlist, wlist, xlist, timeout)
 
 
 def _disconnect(sock: socket.socket) -> None:

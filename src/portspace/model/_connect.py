@@ -361,6 +361,7 @@ class ConnectOps:
         (ECONNABORTED when it was already read), then disconnect (address reset)."""
         err = sk.err
         sk.err = 0
+        sk.shut = 0  # the disconnect of the sock_error tail (tcp_disconnect)
         sk.sock_state = SS_UNCONNECTED
         sk.daddr = sk.v6_daddr = sk.dport = 0
         if not sk.bindaddr_lock:
@@ -514,6 +515,7 @@ class ConnectOps:
         self._ehash_del(sk)
         sk.state = CLOSE
         sk.err = 111
+        sk.shut = 3  # tcp_done: both directions shut (a recv after the error is read: b'')
         if sk.tb is not None and not sk.bindport_lock:
             self._tcp_put_port(sk)  # type: ignore[attr-defined]
             sk.num = 0
@@ -671,11 +673,11 @@ class ConnectOps:
             self._ehash_del(sk)
             if peer is not None and peer is not sk:
                 peer.peer = None
-                peer.err = 104  # ECONNRESET
-                self._abort(peer)
+                self._reset_arrives(peer)  # type: ignore[attr-defined]  # ECONNRESET (EPIPE in CLOSE_WAIT)
             sk.peer = None
         sk.state = CLOSE
         sk.sock_state = SS_UNCONNECTED
+        sk.shut, sk.rcv_done, sk.rcv_buf = 0, False, b""  # tcp_disconnect: queues purged
         sk.daddr = sk.v6_daddr = sk.dport = 0
         if not sk.bindaddr_lock:
             self._reset_saddr(sk)

@@ -37,6 +37,7 @@ class Op(enum.Enum):
     SENDTO = "sendto"
     RECV = "recv"
     SHUTDOWN = "shutdown"
+    SELECT = "select"
     CLOSE = "close"
     GETSOCKNAME = "getsockname"
     GETPEERNAME = "getpeername"
@@ -93,6 +94,9 @@ class Cause(enum.Enum):
     BROADCAST_NEEDS_OPTION = "sending to a broadcast address needs SO_BROADCAST (spec §6.6)"
     WOULD_BLOCK = "nothing is ready and the socket is non-blocking"
     FAULT = "the option buffer is not readable (NULL with a length)"
+    BROKEN_PIPE = ("the stream cannot carry data: never connected, shut down for writing, or closed "
+                   "by a reset (spec §5.6)")
+    TFO_DISABLED = "MSG_FASTOPEN needs the client bit (1) of net.ipv4.tcp_fastopen"
 
 
 # (op, proto, cause) -> errno; ``Proto.ANY`` entries apply to both protocols.
@@ -143,6 +147,16 @@ ERRNO_DEFAULT: Final[dict[Cause, int]] = {
     Cause.WOULD_BLOCK: errno.EAGAIN,
     Cause.PROTO_NOT_SUPPORTED: errno.EPROTONOSUPPORT,
     Cause.OPT_NOT_SUPPORTED: errno.EOPNOTSUPP,
+    Cause.BROKEN_PIPE: errno.EPIPE,
+    Cause.TFO_DISABLED: errno.EOPNOTSUPP,
+}
+
+# A pending socket error (``sk_err``, kept as an errno number on the socket) -> the cause it
+# reports when a data call picks it up (``sock_error``).
+SK_ERR_CAUSE: Final[dict[int, Cause]] = {
+    errno.ECONNRESET: Cause.CONN_RESET,
+    errno.ECONNREFUSED: Cause.CONN_REFUSED,
+    errno.EPIPE: Cause.BROKEN_PIPE,
 }
 
 

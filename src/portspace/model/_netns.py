@@ -880,6 +880,8 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
             self._udp_unhash(sk)
             sk.state = CLOSE
             return
+        if sk.rcv_buf and self._close_unread(sk):  # unread bytes: a reset, no FIN (_stream.py)
+            return
         state = sk.state
         linger = sk.opts.get((SOL_SOCKET, SO_LINGER))
         if linger is not None and linger == (1, 0) and state in (ESTABLISHED, CLOSE_WAIT, SYN_SENT):
@@ -933,9 +935,11 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         if sk.state == ESTABLISHED:
             sk.state = FIN_WAIT2
             peer.state = CLOSE_WAIT
+            self._fin_arrives(peer)
             return
         if sk.state == CLOSE_WAIT:
             sk.peer = None
+            self._fin_arrives(peer)
             if peer.is_tw:
                 peer.peer = None
                 if peer.state == FIN_WAIT2:
@@ -1104,8 +1108,7 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
             child.state = CLOSE
             if client is not None:
                 client.peer = None
-                client.err = 104
-                self._abort(client)
+                self._reset_arrives(client)   # ECONNRESET (_stream.py)
         sk.accept_queue = []
         sk.state = CLOSE
 

@@ -87,6 +87,9 @@ class Sock:
     tw_entry = 0.0
     tw_ts = True
     timer_seq = 0
+    # TCP data (model/_stream.py)
+    rcv_buf: Any = b""      # bytes received, not yet read (a bytearray once data has arrived)
+    rcv_done = False        # the peer's FIN has arrived (SOCK_DONE); ``shut`` is sk_shutdown
 
     def __init__(self, fd: int, family: int, tcp: bool, uid: int, v6only: bool) -> None:
         self.fd = fd
