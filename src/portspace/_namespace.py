@@ -256,8 +256,9 @@ class Namespace:
         return self._kernel.clock_seconds()
 
     # -- waiting (select.select for model sockets) -----------------------------------
-    def select(self, rlist: Any, wlist: Any, xlist: Any, timeout: Any = None) -> tuple[list, list, list]:
-        """Like ``select.select(rlist, wlist, xlist, timeout)`` for this namespace's sockets.
+    def select(self, *args: Any, **kwargs: Any) -> tuple[list, list, list]:
+        """``select(rlist, wlist, xlist[, timeout])``: like ``select.select`` for this
+        namespace's sockets (positional arguments only, as in CPython).
 
         Readiness is the kernel's poll answer (``NetNS.poll``; TCP in model/_stream.py, UDP in
         model/_datagram.py): readable with data, an end of stream, a queued connection on a
@@ -277,7 +278,13 @@ class Namespace:
         clock advances by ``timeout`` (timers such as TIME_WAIT expiry fire; with an injected
         clock nothing advances) -- and returns three empty lists, as select() does.
         """
-        tmo = _select_timeout(timeout)
+        if kwargs:
+            raise TypeError("select.select() takes no keyword arguments")
+        if not 3 <= len(args) <= 4:
+            raise TypeError(f"select expected at {'least 3' if len(args) < 3 else 'most 4'} arguments, "
+                            f"got {len(args)}")
+        rlist, wlist, xlist = args[:3]
+        tmo = _select_timeout(args[3] if len(args) > 3 else None)
         k = self._kernel
         picked: list[list[Any]] = []
         for seq in (rlist, wlist, xlist):

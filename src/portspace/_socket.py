@@ -64,10 +64,11 @@ def _no_args(name: str, args: tuple, kwargs: dict) -> None:
         raise TypeError(f"socket.{name}() takes no arguments ({len(args)} given)")
 
 
-def _arg_count(name: str, args: tuple, kwargs: dict, lo: int, hi: int) -> None:
-    """getargs.c's count check for a format with ``lo`` required and ``hi`` total items."""
+def _arg_count(name: str, args: tuple, kwargs: dict, lo: int, hi: int, depth: int = 3) -> None:
+    """getargs.c's count check for a format with ``lo`` required and ``hi`` total items
+    (``depth``: frames from ``_kw_qualifier`` up to the caller of the socket method)."""
     if kwargs:
-        raise TypeError(f"{_kw_qualifier()}{name}() takes no keyword arguments")
+        raise TypeError(f"{_kw_qualifier(depth)}{name}() takes no keyword arguments")
     n = len(args)
     if n < lo or n > hi:
         want = lo if n < lo else hi
@@ -547,7 +548,7 @@ class Socket:
         return data, (None if src is None else self._format_addr(src))
 
     def _recv_args(self, name: str, args: tuple, kwargs: dict) -> tuple[int, int]:
-        _arg_count(name, args, kwargs, 1, 2)
+        _arg_count(name, args, kwargs, 1, 2, depth=4)
         bufsize = _ssize(args[0])
         flags = c_int(args[1]) if len(args) > 1 else 0
         if bufsize < 0:

@@ -666,12 +666,12 @@ class KernelNamespace:
         back as KernelSockets."""
         return self._request("run", fn, args)
 
-    def select(self, rlist: Any, wlist: Any, xlist: Any, timeout: Any = None) -> Any:
+    def select(self, *args: Any, **kwargs: Any) -> Any:
         """``select.select`` run in the child on the real sockets (the model's ``ns.select``).
         KernelSockets in the lists arrive there as the child's sockets and come back as the
         same proxies; arguments are passed as given, so the stdlib checks them.  A select that
         waits longer than :attr:`request_timeout` kills the namespace, like any stuck call."""
-        return self._request("run", _select, (rlist, wlist, xlist, timeout))
+        return self._request("run", _select, (args, kwargs))
 
     def advance(self, seconds: float) -> None:
         """The model's ``advance``: on the kernel, time passes for real (``time.sleep``)."""
@@ -692,10 +692,10 @@ class _HandleRef:
         self.handle = handle
 
 
-def _select(rlist: Any, wlist: Any, xlist: Any, timeout: Any) -> Any:
-    """Runs in the child: ``select.select`` on the real sockets."""
+def _select(args: tuple, kwargs: dict) -> Any:
+    """Runs in the child: ``select.select`` on the real sockets, with the caller's arguments."""
     import select
-    return select.select(rlist, wlist, xlist, timeout)
+    return select.select(*args, **kwargs)
 
 
 def _disconnect(sock: socket.socket) -> None:
