@@ -151,6 +151,13 @@ SCENARIOS = {
         a error -> 32
         a recv 10 -> b''
     """,
+    "a reset accepted child releases the listener's port at once (sk_clone_lock drops BINDPORT)": PAIR + """
+        c shutdown rdwr -> OK
+        a send d -> 1
+        s = tcp4
+        s bind 127.0.0.1 5100 -> OK
+        a name -> 127.0.0.1:5100
+    """,
     "all data read, then close: the normal FIN exchange and TIME_WAIT on the first closer": PAIR + """
         c send abc -> 3
         a recv 10 -> b'abc'

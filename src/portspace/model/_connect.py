@@ -591,7 +591,7 @@ class ConnectOps:
             tb2.fastreuse, tb2.fastreuseport = tb.fastreuse, tb.fastreuseport
         tb2.owners.append(child)
         child.tb, child.tb2, child.num, child.sport = tb, tb2, lsk.num, lsk.num
-        child.bindport_lock = True  # owns the port like the listener (released on close)
+        child.bindport_lock = False  # sk_clone_lock drops SOCK_BINDPORT_LOCK: a reset child releases the port
         child.listener = lsk
         self._ehash_add(child)
         return child
