@@ -134,6 +134,7 @@ def _bytes_like(value: Any) -> bytes:
     return view.tobytes()
 
 
+_MISSING = object()
 _ALLOC_PROBE = 1 << 24
 
 
@@ -546,6 +547,76 @@ class Socket:
         data, src = self._data_call("recvfrom()", False, flags,
                                     lambda nb: kernel.recvmsg(self._live(), bufsize, flags, nb))
         return data, (None if src is None else self._format_addr(src))
+
+    def recv_into(self, *args: Any, **kwargs: Any) -> int:
+        """``recv_into(buffer[, nbytes[, flags]])`` -> bytes written into ``buffer`` (keywords
+        allowed, as in CPython); ``nbytes`` 0 means the buffer's length, and 0 bytes wanted
+        means no system call."""
+        view, nbytes, flags = self._into_args("recv_into", args, kwargs)
+        if nbytes == 0:
+            nbytes = len(view)
+        if len(view) < nbytes:
+            raise ValueError("buffer too small for requested bytes")
+        if nbytes == 0:
+            return 0
+        kernel = self._ns._kernel
+        data = self._data_call("recv_into()", False, flags,
+                               lambda nb: kernel.recvmsg(self._live(), nbytes, flags, nb))[0]
+        view[:len(data)] = data
+        return len(data)
+
+    def recvfrom_into(self, *args: Any, **kwargs: Any) -> tuple[int, Any]:
+        """``recvfrom_into(buffer[, nbytes[, flags]])`` -> ``(count, address)``."""
+        view, nbytes, flags = self._into_args("recvfrom_into", args, kwargs)
+        if nbytes == 0:
+            nbytes = len(view)
+        elif nbytes > len(view):
+            raise ValueError("nbytes is greater than the length of the buffer")
+        kernel = self._ns._kernel
+        data, src = self._data_call("recvfrom_into()", False, flags,
+                                    lambda nb: kernel.recvmsg(self._live(), nbytes, flags, nb))
+        view[:len(data)] = data
+        return len(data), (None if src is None else self._format_addr(src))
+
+    def _into_args(self, name: str, args: tuple, kwargs: dict) -> tuple[memoryview, int, int]:
+        """``"w*|ni"`` with the keywords buffer, nbytes, flags (PyArg_ParseTupleAndKeywords)."""
+        names = ("buffer", "nbytes", "flags")
+        if len(args) + len(kwargs) > 3:
+            raise TypeError(f"{name}() takes at most 3 arguments ({len(args) + len(kwargs)} given)")
+        vals: list[Any] = list(args) + [_MISSING] * (3 - len(args))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise TypeError(f"'{k}' is an invalid keyword argument for {name}()")
+            i = names.index(k)
+            if i < len(args):
+                raise TypeError(f"argument for {name}() given by name ('{k}') and position ({i + 1})")
+            vals[i] = v
+        if vals[0] is _MISSING:
+            raise TypeError(f"{name}() missing required argument 'buffer' (pos 1)")
+        buf = vals[0]
+        try:
+            view = memoryview(buf)
+            if view.readonly:
+                raise TypeError
+        except TypeError:
+            raise TypeError(f"{name}() argument 1 must be read-write bytes-like object, "
+                            f"not {type(buf).__name__}") from None
+        if not view.c_contiguous:
+            raise TypeError(f"{name}() argument 1 must be contiguous buffer, not {type(buf).__name__}")
+        nbytes = _ssize(vals[1]) if vals[1] is not _MISSING else 0
+        flags = c_int(vals[2]) if vals[2] is not _MISSING else 0
+        if nbytes < 0:
+            raise ValueError(f"negative buffersize in {name}")
+        return view.cast("B"), nbytes, flags
+
+    def sendmsg(self, *args: Any, **kwargs: Any) -> int:
+        raise OutOfScope("sendmsg() (scatter/gather and ancillary data) is not modelled; use send()/sendto()")
+
+    def recvmsg(self, *args: Any, **kwargs: Any) -> Any:
+        raise OutOfScope("recvmsg() (ancillary data) is not modelled; use recv()/recvfrom()")
+
+    def recvmsg_into(self, *args: Any, **kwargs: Any) -> Any:
+        raise OutOfScope("recvmsg_into() (ancillary data) is not modelled; use recv_into()")
 
     def _recv_args(self, name: str, args: tuple, kwargs: dict) -> tuple[int, int]:
         _arg_count(name, args, kwargs, 1, 2, depth=4)

@@ -312,6 +312,31 @@ def _send_array(sock):
     return sock.sendto(array.array("i", [1, 2]), ("127.0.0.1", 9))
 
 
+def _recv_into_pair(pair_side, args, kwargs):
+    """Runs where the sockets live: recv_into a fresh bytearray(8), return (result, buffer)."""
+    buf = bytearray(8)
+    n = pair_side.recv_into(buf, *args, **kwargs)
+    return n, bytes(buf)
+
+
+def _recvfrom_into_pair(pair_side, nbytes):
+    buf = bytearray(8)
+    n = pair_side.recvfrom_into(buf, nbytes)
+    return n, bytes(buf)
+
+
+def recv_into_connected(*args: Any, fn: Callable = _recv_into_pair, **kwargs: Any) -> Callable:
+    """The client sends b"abcdefghij"; the server side recv_into()s (non-blocking)."""
+    def run(ns):
+        c, a = connected_pair(ns)
+        call(a, "setblocking", False)
+        call(c, "send", b"abcdefghij")
+        if fn is _recv_into_pair:
+            return in_place(ns, fn, a, args, kwargs)
+        return in_place(ns, fn, a, *args)
+    return run
+
+
 class BadFileno:
     """An object whose fileno() answers a str (top level, so that it pickles to the child)."""
 
@@ -666,6 +691,27 @@ CASES = [
     P(method(tcp4, "recvfrom", 1 << 63), id="recvfrom-2**63"),
     P(method(tcp4, "recvfrom", 0, close_first=True), id="closed-recvfrom-0"),
     P(method(tcp6, "recvfrom", 1), id="recvfrom-unconnected-v6"),
+    P(recv_into_connected(), id="recv_into-whole-buffer"),
+    P(recv_into_connected(3), id="recv_into-nbytes-3"),
+    P(recv_into_connected(nbytes=2, flags=2), id="recv_into-keywords-peek"),
+    P(recv_into_connected(9), id="recv_into-nbytes-too-big"),
+    P(recv_into_connected(-1), id="recv_into-negative"),
+    P(recv_into_connected(x=1), id="recv_into-bad-keyword"),
+    P(recv_into_connected(1, 0, 0), id="recv_into-4-args"),
+    P(recv_into_connected(1, nbytes=1), id="recv_into-nbytes-twice"),
+    P(recv_into_connected(0, fn=_recvfrom_into_pair), id="recvfrom_into-whole-buffer"),
+    P(recv_into_connected(4, fn=_recvfrom_into_pair), id="recvfrom_into-4"),
+    P(recv_into_connected(9, fn=_recvfrom_into_pair), id="recvfrom_into-too-big"),
+    P(method(tcp4, "recv_into", b"abc"), id="recv_into-bytes"),
+    P(method(tcp4, "recv_into", "abc"), id="recv_into-str"),
+    P(method(tcp4, "recv_into"), id="recv_into-no-args"),
+    P(method(tcp4, "recv_into", bytearray(4)), id="recv_into-unconnected"),
+    P(method(tcp4, "recv_into", bytearray(0)), id="recv_into-empty-buffer-no-syscall"),
+    P(method(tcp4, "recv_into", bytearray(0), close_first=True), id="closed-recv_into-empty"),
+    P(method(tcp4, "recv_into", bytearray(2), close_first=True), id="closed-recv_into"),
+    P(method(tcp4, "recvfrom_into", bytearray(0)), id="recvfrom_into-empty-unconnected"),
+    P(method(tcp4, "recvfrom_into", bytearray(2), -1), id="recvfrom_into-negative"),
+    P(method(tcp4, "recvfrom_into", buffer=bytearray(2)), id="recvfrom_into-keyword"),
     # -- select: arguments as CPython checks them
     P(select_call([], [], [], "1"), id="select-timeout-str"),
     P(select_call([], [], [], -1), id="select-timeout-negative"),
