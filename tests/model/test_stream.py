@@ -213,6 +213,27 @@ SCENARIOS = {
         d recv 10 -> ECONNRESET
         d send x -> EPIPE
     """,
+    "a queued connection reset by its listener's close: the next connect() reports ECONNRESET": """
+        L = tcp4
+        L bind 127.0.0.1 5109 -> OK
+        L listen -> OK
+        d = tcp4 nonblock
+        d connect 127.0.0.1 5109 -> EINPROGRESS
+        L close -> OK
+        d connect 127.0.0.1 5109 -> ECONNRESET
+        d connect 127.0.0.1 5109 -> EINPROGRESS
+        d error -> 111
+    """,
+    "shutdown() of a reset, still-connecting socket: connect() is EINVAL from then on": """
+        L = tcp4
+        L bind 127.0.0.1 5110 -> OK
+        L listen -> OK
+        d = tcp4 nonblock
+        d connect 127.0.0.1 5110 -> EINPROGRESS
+        L close -> OK
+        d shutdown rd -> ENOTCONN
+        d connect 127.0.0.1 5110 -> EINVAL
+    """,
     "shutdown(SHUT_WR) before connect() sticks: the connection cannot send": """
         L = tcp4
         L bind 127.0.0.1 5104 -> OK

@@ -1,11 +1,13 @@
 """Random programs on one TCP connection, run on the model and on the kernel: the same
 outcome at every step.
 
-Hypothesis writes a step script (``portspace.diff`` vocabulary) for a client ``c`` and the
-accepted server side ``a`` (both non-blocking, so nothing waits): sends of a few sizes,
+Hypothesis writes a step script (``portspace.diff`` vocabulary), IPv4 or IPv6, for a client
+``c``, the accepted server side ``a``, a second client ``d`` that may connect (and stay in
+the listener's queue), and the listener ``L``, which may close and reset what is queued (all
+non-blocking, so nothing waits): sends of a few sizes,
 recv / recvfrom with MSG_PEEK, MSG_WAITALL and MSG_DONTWAIT, shutdown of either direction,
 close, SO_ERROR, select readiness and getpeername.  Every program ends by binding the
-client's and the server's ports afresh, which shows who still holds a TIME_WAIT remnant.  The
+clients' and the server's ports afresh, which shows who still holds a TIME_WAIT remnant.  The
 script runs on a fresh model namespace and a fresh KernelNamespace; ``compare`` must find no
 difference (a failure prints the script, ready for ``run_script``).
 """
@@ -22,24 +24,28 @@ from ..conftest import make_ns
 pytestmark = pytest.mark.kernel
 
 HEAD = """
-L = tcp4
-L bind 127.0.0.1 5700
+L = {kind}
+L bind {host} 5700
 L listen
-c = tcp4 range=40007-40007
-c connect 127.0.0.1 5700
+L timeout 0
+c = {kind} range=40007-40007
+c connect {host} 5700
 a = L accept
-L close
 c timeout 0
 a timeout 0
+d = {kind} nonblock range=40009-40009
 """
 TAIL = """
-t = tcp4
-t bind 127.0.0.1 40007
-s = tcp4
-s bind 127.0.0.1 5700
+t = {kind}
+t bind {host} 40007
+u = {kind}
+u bind {host} 40009
+s = {kind}
+s bind {host} 5700
 """
+HOSTS = {"tcp4": "127.0.0.1", "tcp6": "[::1]"}
 
-SIDE = st.sampled_from("ca")
+SIDE = st.sampled_from("cad")
 FLAGS = st.sampled_from(["", " peek", " waitall", " dontwait", " peek|waitall"])
 STEP = st.one_of(
     st.builds(lambda s, n: f"{s} send {'d*' + str(n) if n else chr(39) * 2}", SIDE, st.sampled_from([0, 1, 5, 3000])),
@@ -48,15 +54,18 @@ STEP = st.one_of(
     st.builds(lambda s, h: f"{s} shutdown {h}", SIDE, st.sampled_from(["rd", "wr", "rdwr"])),
     st.builds(lambda s: f"{s} close", SIDE),
     st.builds(lambda s: f"{s} error", SIDE),
-    st.builds(lambda s: f"{s} select", SIDE),
+    st.builds(lambda s: f"{s} select", st.sampled_from("cadL")),
     st.builds(lambda s: f"{s} peer", SIDE),
+    st.just("d connect {host} 5700"),
+    st.just("L close"),
+    st.just("L recv 1"),
 )
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(STEP, min_size=1, max_size=14))
-def test_stream_programs_agree(steps: list[str]) -> None:
-    script = HEAD + "\n".join(steps) + TAIL
+@given(st.sampled_from(sorted(HOSTS)), st.lists(STEP, min_size=1, max_size=14))
+def test_stream_programs_agree(kind: str, steps: list[str]) -> None:
+    script = (HEAD + "\n".join(steps) + TAIL).format(kind=kind, host=HOSTS[kind])
     model = make_ns("model", standard=False)
     got = run_script(model, script)
     model.check_invariants()

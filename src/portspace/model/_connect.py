@@ -33,12 +33,12 @@ from typing import Any
 from . import _rules
 from ._addr import AF_INET, AF_INET6, V4MAPPED_PREFIX, coverage, v4_is_multicast, \
     v6_is_mapped, v6_is_multicast, v6_needs_scope
-from ._errors import Cause, Deadlock, Op, OutOfScope, Proto, refuse
+from ._errors import SK_ERR_CAUSE, Cause, Deadlock, Op, OutOfScope, Proto, refuse
 from ._rules import CLOSE, ESTABLISHED, FIN_WAIT2, LISTEN, SYN_SENT
 from ._sock import Bind2Bucket, BindBucket, Sock, chain_key
 
 # socket-layer states (include/uapi/linux/net.h: socket_state)
-SS_UNCONNECTED, SS_CONNECTING, SS_CONNECTED = 1, 2, 3
+SS_UNCONNECTED, SS_CONNECTING, SS_CONNECTED, SS_DISCONNECTING = 1, 2, 3, 4
 
 # outcomes of a connect() attempt, for the socket layer
 DONE, IN_PROGRESS = "done", "in progress"
@@ -297,6 +297,8 @@ class ConnectOps:
         """``af_inet.c: __inet_stream_connect`` + ``tcp_v4_connect`` / ``tcp_v6_connect``."""
         if sk.sock_state == SS_CONNECTED:
             raise refuse(Op.CONNECT, Proto.TCP, Cause.IS_CONNECTED)
+        if sk.sock_state == SS_DISCONNECTING:
+            raise refuse(Op.CONNECT, Proto.TCP, Cause.INVALID)  # __inet_stream_connect: default
         if sk.sock_state == SS_CONNECTING:
             if sk.state == SYN_SENT:
                 raise refuse(Op.CONNECT, Proto.TCP, Cause.ALREADY_CONNECTING)
@@ -366,7 +368,9 @@ class ConnectOps:
         sk.daddr = sk.v6_daddr = sk.dport = 0
         if not sk.bindaddr_lock:
             self._reset_saddr(sk)
-        raise refuse(Op.CONNECT, Proto.TCP, Cause.CONN_REFUSED if err == 111 else Cause.CONN_ABORTED)
+        # sock_error(sk) ?: -ECONNABORTED: the pending error itself (ECONNREFUSED, or ECONNRESET
+        # for a queued connection its listener's close reset), else ECONNABORTED
+        raise refuse(Op.CONNECT, Proto.TCP, SK_ERR_CAUSE.get(err, Cause.CONN_ABORTED))
 
     def _set_saddr(self, sk: Sock, v4: int, v6: int) -> None:
         """Change the local address, moving the socket to the bind2 bucket of the new address

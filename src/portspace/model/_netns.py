@@ -1004,7 +1004,9 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
             raise refuse(Op.SHUTDOWN, proto, Cause.INVALID)
         bits = how + 1  # RCV_SHUTDOWN = 1, SEND_SHUTDOWN = 2
         if sk.sock_state == 2:  # SS_CONNECTING
-            sk.sock_state = 3 if sk.state not in (SYN_SENT, CLOSE) else sk.sock_state
+            # inet_shutdown: SS_CONNECTED, or SS_DISCONNECTING (4) for a connection that never
+            # completed or was reset meanwhile (connect() then answers EINVAL)
+            sk.sock_state = 3 if sk.state not in (SYN_SENT, CLOSE) else 4
         state = sk.state
         if not sk.tcp:
             sk.shut |= bits
