@@ -6,7 +6,8 @@ Hypothesis writes a step script (``portspace.diff`` vocabulary), IPv4 or IPv6, f
 the listener's queue), and the listener ``L``, which may close and reset what is queued (all
 non-blocking, so nothing waits): sends of a few sizes,
 recv / recvfrom with MSG_PEEK, MSG_WAITALL and MSG_DONTWAIT, shutdown of either direction,
-close, SO_ERROR, select readiness and getpeername.  Every program ends by binding the
+close, SO_ERROR, select readiness, getpeername, and client TCP Fast Open (also with
+``tcp_fastopen`` turned off).  Every program ends by binding the
 clients' and the server's ports afresh, which shows who still holds a TIME_WAIT remnant.  The
 script runs on a fresh model namespace and a fresh KernelNamespace; ``compare`` must find no
 difference (a failure prints the script, ready for ``run_script``).
@@ -57,6 +58,10 @@ STEP = st.one_of(
     st.builds(lambda s: f"{s} select", st.sampled_from("cadL")),
     st.builds(lambda s: f"{s} peer", SIDE),
     st.just("d connect {host} 5700"),
+    st.builds(lambda s, n: f"{s} sendto {'x*' + str(n) if n else chr(39) * 2} fastopen {{host}} 5700",
+              st.sampled_from("cd"), st.sampled_from([0, 2])),
+    st.just("d send f fastopen"),
+    st.just("ns sysctl net.ipv4.tcp_fastopen 0"),
     st.just("L close"),
     st.just("L recv 1"),
 )
