@@ -158,28 +158,6 @@ SCENARIOS = {
         s bind 127.0.0.1 5100 -> OK
         a name -> 127.0.0.1:5100
     """,
-    "tcp_max_tw_buckets 0: the closer leaves nothing; data to it is reset, a FIN to it is not an error": """
-        ns sysctl net.ipv4.tcp_max_tw_buckets 0 -> OK
-        L = tcp4
-        L bind 127.0.0.1 5111 -> OK
-        L listen -> OK
-        c = tcp4
-        c connect 127.0.0.1 5111 -> OK
-        a = L accept
-        c close -> OK
-        a recv 10 -> b''
-        a shutdown wr -> OK
-        a error -> 0
-        a send x -> EPIPE
-        a select -> rw-
-        d = tcp4
-        d connect 127.0.0.1 5111 -> OK
-        b = L accept
-        d close -> OK
-        b send x -> 1
-        b error -> 32
-        b send x -> EPIPE
-    """,
     "all data read, then close: the normal FIN exchange and TIME_WAIT on the first closer": PAIR + """
         c send abc -> 3
         a recv 10 -> b'abc'
