@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import operator
 import socket as _stdsocket
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -23,7 +24,7 @@ from ._hostaddr import sockaddr
 from ._socket import Socket
 from .model._addr import AF_INET, AF_INET6, parse_ipv4, parse_ipv6
 from .model._env import Rng, SeededRng
-from .model._errors import Cause, Op, OutOfScope, Proto, refuse
+from .model._errors import Cause, Deadlock, Op, OutOfScope, Proto, refuse
 from .model._explain import Reason, explain_success
 from .model._netns import NetNS
 
@@ -39,6 +40,37 @@ for _fam in (AF_INET, AF_INET6):
         for _flags in (0, _NONBLOCK, _CLOEXEC, _NONBLOCK | _CLOEXEC):
             for _p in _protos:
                 _FAST_KINDS[(_fam, _base | _flags, _p)] = (_fam, _tcp, int(_base | _flags), int(_p))
+
+
+def _select_timeout(value: Any) -> int | None:
+    """select()'s timeout: None, or nanoseconds as ``_PyTime_FromSecondsObject`` rounds them
+    (away from zero), with select's own messages."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if value != value:
+            raise ValueError("Invalid value NaN (not a number)")
+        d = value * 1e9
+        if d >= 0:
+            d = float(-(-d // 1))
+        else:
+            d = float(d // 1)
+        if not -9223372036854775808.0 <= d < 9223372036854775808.0:
+            raise OverflowError("timestamp out of range for platform time_t")
+        ns = int(d)
+    else:
+        try:
+            sec = operator.index(value)
+        except TypeError:
+            raise TypeError("timeout must be a float or None") from None
+        if not -(1 << 63) <= sec < (1 << 63):
+            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+        ns = sec * 10**9
+        if not -(1 << 63) <= ns < (1 << 63):
+            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+    if ns < 0:
+        raise ValueError("timeout must be non-negative")
+    return ns
 
 
 @dataclass(frozen=True)
@@ -222,6 +254,93 @@ class Namespace:
     def now(self) -> float:
         """The virtual clock, in seconds since the namespace was made."""
         return self._kernel.clock_seconds()
+
+    # -- waiting (select.select for model sockets) -----------------------------------
+    def select(self, *args: Any, **kwargs: Any) -> tuple[list, list, list]:
+        """``select(rlist, wlist, xlist[, timeout])``: like ``select.select`` for this
+        namespace's sockets (positional arguments only, as in CPython).
+
+        Readiness is the kernel's poll answer (``NetNS.poll``; TCP in model/_stream.py, UDP in
+        model/_datagram.py): readable with data, an end of stream, a queued connection on a
+        listener, a pending error or a hang-up (an unconnected socket is readable and writable,
+        as on Linux); writable unless connecting; exceptional with urgent data (never).  The
+        three lists keep the objects given, in their order.
+
+        Arguments are checked as CPython does, with its messages: any iterables, of ints (this
+        namespace's descriptors) or objects with ``fileno()``; a negative descriptor is
+        ValueError; a descriptor that is not one of this namespace's open sockets is EBADF;
+        a ``timeout`` that is not a number is TypeError, a negative one ValueError.  An object
+        whose descriptor is valid but which is not a socket of this namespace (a real socket,
+        a file, another namespace's socket) cannot be waited on: ``OutOfScope``.
+
+        Nothing ready: with ``timeout=None`` the call could never return in a single-threaded
+        model, so it raises ``Deadlock``; with a timeout it models the wait -- the virtual
+        clock advances by ``timeout`` (timers such as TIME_WAIT expiry fire; with an injected
+        clock nothing advances) -- and returns three empty lists, as select() does.
+        """
+        if kwargs:
+            raise TypeError("select.select() takes no keyword arguments")
+        if not 3 <= len(args) <= 4:
+            raise TypeError(f"select expected at {'least 3' if len(args) < 3 else 'most 4'} arguments, "
+                            f"got {len(args)}")
+        rlist, wlist, xlist = args[:3]
+        tmo = _select_timeout(args[3] if len(args) > 3 else None)
+        k = self._kernel
+        picked: list[list[Any]] = []
+        for seq in (rlist, wlist, xlist):
+            try:
+                items = list(seq)
+            except TypeError:
+                raise TypeError("arguments 1-3 must be sequences") from None
+            picked.append([(o, self._select_sock(o)) for o in items])
+        ready: dict[int, tuple[bool, bool, bool]] = {}
+        out: tuple[list, list, list] = ([], [], [])
+        for which, pairs in enumerate(picked):
+            for o, sk in pairs:
+                r = ready.get(id(sk))
+                if r is None:
+                    r = ready[id(sk)] = k.poll(sk)
+                if r[which]:
+                    out[which].append(o)
+        if out[0] or out[1] or out[2] or tmo == 0:
+            return out
+        if tmo is None:
+            fds = sorted({sk.fd for pairs in picked for _, sk in pairs})
+            raise Deadlock(f"select() with nothing ready (descriptors {fds}) and no timeout would wait "
+                           "forever: nothing else can run while this single-threaded model waits")
+        if k.clock is None:
+            k.advance(tmo / 1e9)
+        else:
+            k.expire()
+        return out
+
+    def _select_sock(self, o: Any) -> Any:
+        """``PyObject_AsFileDescriptor`` + the descriptor checks of select(), then the model
+        socket behind the descriptor."""
+        if isinstance(o, int):
+            if not -(1 << 31) <= o < (1 << 31):
+                raise OverflowError("Python int too large to convert to C int")
+            fd = int(o)
+        else:
+            meth = getattr(o, "fileno", None)
+            if meth is None:
+                raise TypeError("argument must be an int, or have a fileno() method.")
+            fd = meth()
+            if not isinstance(fd, int):
+                raise TypeError("fileno() returned a non-integer")
+            if not -(1 << 31) <= fd < (1 << 31):
+                raise OverflowError("Python int too large to convert to C int")
+        if fd < 0:
+            raise ValueError(f"file descriptor cannot be a negative integer ({fd})")
+        if fd >= 1024:  # FD_SETSIZE
+            raise ValueError("filedescriptor out of range in select()")
+        sk = self._kernel.socks.get(fd)
+        if not isinstance(o, int) and not (isinstance(o, Socket) and o._ns is self and o._sk is sk):
+            raise OutOfScope(f"select() on {type(o).__name__} object with descriptor {fd}: only this "
+                             "namespace's model sockets can be waited on")
+        if sk is None:
+            raise refuse(Op.SELECT, Proto.ANY, Cause.BAD_FD)
+        return sk
 
     # -- queries ---------------------------------------------------------------------
     def explain(self, sock: Socket, op: str, address: Any = None, backlog: int = 0) -> Explanation:

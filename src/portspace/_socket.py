@@ -64,10 +64,11 @@ def _no_args(name: str, args: tuple, kwargs: dict) -> None:
         raise TypeError(f"socket.{name}() takes no arguments ({len(args)} given)")
 
 
-def _arg_count(name: str, args: tuple, kwargs: dict, lo: int, hi: int) -> None:
-    """getargs.c's count check for a format with ``lo`` required and ``hi`` total items."""
+def _arg_count(name: str, args: tuple, kwargs: dict, lo: int, hi: int, depth: int = 3) -> None:
+    """getargs.c's count check for a format with ``lo`` required and ``hi`` total items
+    (``depth``: frames from ``_kw_qualifier`` up to the caller of the socket method)."""
     if kwargs:
-        raise TypeError(f"{_kw_qualifier()}{name}() takes no keyword arguments")
+        raise TypeError(f"{_kw_qualifier(depth)}{name}() takes no keyword arguments")
     n = len(args)
     if n < lo or n > hi:
         want = lo if n < lo else hi
@@ -131,6 +132,27 @@ def _bytes_like(value: Any) -> bytes:
     if not view.c_contiguous:
         raise BufferError("memoryview: underlying buffer is not C-contiguous")
     return view.tobytes()
+
+
+_MISSING = object()
+_ALLOC_PROBE = 1 << 24
+
+
+def _allocate_like_cpython(n: int) -> None:
+    """recv()/recvfrom() allocate their result (``PyBytes_FromStringAndSize(NULL, n)``) before
+    the system call, so a huge ``bufsize`` is OverflowError "byte string is too large" (beyond
+    ``PY_SSIZE_T_MAX`` minus the bytes header) or MemoryError (malloc refused) whatever the
+    socket.  For the second, map as much anonymous private memory as malloc would (glibc
+    serves such sizes with mmap), without touching a page, and drop it at once: the kernel's
+    overcommit check then answers as it would for CPython's own allocation."""
+    if n > sys.maxsize - 33:  # PyBytesObject_SIZE on 64-bit builds
+        raise OverflowError("byte string is too large")
+    import mmap
+    try:
+        m = mmap.mmap(-1, n + 33, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except OSError:
+        raise MemoryError() from None
+    m.close()
 
 
 def _ssize(value: Any) -> int:
@@ -431,45 +453,70 @@ class Socket:
     # forms), then calls ``NetNS.sendmsg`` / ``NetNS.recvmsg`` with typed arguments.  The
     # kernel model answers at once: a count of bytes (send), ``(data, source)`` (recv), or
     # ``None`` for "would block".  What a would-block means is decided here, as CPython's
-    # ``sock_call`` does: EAGAIN for a non-blocking socket, ``TimeoutError('timed out')`` with
-    # a timeout (nothing else can happen in a single-threaded model while it waits), and a
-    # clear ``Deadlock`` for a blocking call that could never complete.
-    def _would_block(self, what: str) -> Any:
-        if self._timeout_ns == 0:
-            raise refuse(Op.SEND if what.startswith("send") else Op.RECV,
-                         Proto.TCP if self._sk.tcp else Proto.UDP, Cause.WOULD_BLOCK)
-        if self._timeout_ns > 0:
-            raise TimeoutError("timed out")
-        raise Deadlock(f"a blocking {what} on socket #{self._sk.fd} would wait forever: nothing else can run "
-                       "while this single-threaded model waits (use a timeout, a non-blocking socket or "
-                       "ns.select())")
+    # ``sock_call`` does it:
+    #
+    # * non-blocking socket (timeout 0), or MSG_DONTWAIT on a blocking one: EAGAIN;
+    # * a timeout: CPython's fd is non-blocking and it first polls (POLLIN or POLLOUT; an error
+    #   or hang-up also wakes it).  Nothing else can happen in a single-threaded model while it
+    #   waits, so "not ready" and "would block" (EAGAIN after a wake-up) are
+    #   ``TimeoutError('timed out')`` -- a listener's recv() times out rather than ENOTCONN;
+    # * blocking: a clear ``Deadlock``, since the call could never complete.
+    def _data_call(self, what: str, writing: bool, flags: int, fn: Any) -> Any:
+        """Run ``fn(nonblock)`` (the model call) with CPython's blocking rules (see above)."""
+        t = self._timeout_ns
+        if t > 0:
+            kernel = self._ns._kernel
+            sk = self._live()
+            if not kernel.poll(sk)[1 if writing else 0]:
+                raise TimeoutError("timed out")
+            try:
+                res = fn(True)
+            except BlockingIOError as e:
+                if e.errno != errno.EAGAIN:
+                    raise
+                res = None
+            if res is None:
+                raise TimeoutError("timed out")
+            return res
+        res = fn(t == 0)
+        if res is None:
+            if t == 0 or flags & _stdsocket.MSG_DONTWAIT:
+                raise refuse(Op.SEND if writing else Op.RECV, Proto.TCP if self._sk.tcp else Proto.UDP,
+                             Cause.WOULD_BLOCK)
+            raise Deadlock(f"a blocking {what} on socket #{self._sk.fd} would wait forever: nothing else can "
+                           "run while this single-threaded model waits (use a timeout, a non-blocking socket "
+                           "or ns.select())")
+        return res
 
     def send(self, *args: Any, **kwargs: Any) -> int:
         """``send(data[, flags])`` -> bytes sent."""
         _arg_count("send", args, kwargs, 1, 2)
         data = _bytes_like(args[0])
         flags = c_int(args[1]) if len(args) > 1 else 0
-        n = self._ns._kernel.sendmsg(self._live(), data, flags, None, self._timeout_ns == 0)
-        return self._would_block("send()") if n is None else n
+        kernel = self._ns._kernel
+        return self._data_call("send()", True, flags,
+                               lambda nb: kernel.sendmsg(self._live(), data, flags, None, nb))
 
     def sendall(self, *args: Any, **kwargs: Any) -> None:
-        """``sendall(data[, flags])``: send() until everything is sent (or it would block)."""
+        """``sendall(data[, flags])``: send() until everything is sent; at least one send() even
+        for no data, as CPython's loop does.  An error or a would-block ends it (what was sent
+        stays sent)."""
         _arg_count("sendall", args, kwargs, 1, 2)
         data = _bytes_like(args[0])
         flags = c_int(args[1]) if len(args) > 1 else 0
         kernel = self._ns._kernel
         view = memoryview(data)
         while True:
-            n = kernel.sendmsg(self._live(), bytes(view), flags, None, self._timeout_ns == 0)
-            if n is None:
-                self._would_block("sendall()")
-                return  # pragma: no cover - _would_block always raises
+            chunk = bytes(view)
+            n = self._data_call("sendall()", True, flags,
+                                lambda nb: kernel.sendmsg(self._live(), chunk, flags, None, nb))
             view = view[n:]
             if not view:
                 return
 
     def sendto(self, *args: Any, **kwargs: Any) -> int:
-        """``sendto(data, address)`` or ``sendto(data, flags, address)`` -> bytes sent."""
+        """``sendto(data, address)`` or ``sendto(data, flags, address)`` -> bytes sent.  On TCP the
+        address only matters with MSG_FASTOPEN (model/_stream.py)."""
         if kwargs:
             raise TypeError(f"{_kw_qualifier(2)}sendto() takes no keyword arguments")
         if len(args) not in (2, 3):
@@ -477,31 +524,108 @@ class Socket:
         data = _bytes_like(args[0])
         flags = c_int(args[1]) if len(args) == 3 else 0
         dest = self._sockaddr(args[-1], "sendto")
-        n = self._ns._kernel.sendmsg(self._live(), data, flags, dest, self._timeout_ns == 0)
-        return self._would_block("sendto()") if n is None else n
+        kernel = self._ns._kernel
+        return self._data_call("sendto()", True, flags,
+                               lambda nb: kernel.sendmsg(self._live(), data, flags, dest, nb))
 
     def recv(self, *args: Any, **kwargs: Any) -> bytes:
-        """``recv(bufsize[, flags])`` -> bytes (``b''`` at end of stream)."""
+        """``recv(bufsize[, flags])`` -> bytes (``b''`` at end of stream).  ``recv(0)`` is
+        ``b''`` without a system call, as in CPython -- even on a closed socket."""
         bufsize, flags = self._recv_args("recv", args, kwargs)
-        got = self._ns._kernel.recvmsg(self._live(), bufsize, flags, self._timeout_ns == 0)
-        return self._would_block("recv()") if got is None else got[0]
+        if bufsize == 0:
+            return b""
+        kernel = self._ns._kernel
+        got = self._data_call("recv()", False, flags,
+                              lambda nb: kernel.recvmsg(self._live(), bufsize, flags, nb))
+        return got[0]
 
     def recvfrom(self, *args: Any, **kwargs: Any) -> tuple[bytes, Any]:
         """``recvfrom(bufsize[, flags])`` -> ``(bytes, address)``; the address is None on a
         connected TCP socket, as the kernel reports no name there."""
         bufsize, flags = self._recv_args("recvfrom", args, kwargs)
-        got = self._ns._kernel.recvmsg(self._live(), bufsize, flags, self._timeout_ns == 0)
-        if got is None:
-            return self._would_block("recvfrom()")
-        data, src = got
+        kernel = self._ns._kernel
+        data, src = self._data_call("recvfrom()", False, flags,
+                                    lambda nb: kernel.recvmsg(self._live(), bufsize, flags, nb))
         return data, (None if src is None else self._format_addr(src))
 
+    def recv_into(self, *args: Any, **kwargs: Any) -> int:
+        """``recv_into(buffer[, nbytes[, flags]])`` -> bytes written into ``buffer`` (keywords
+        allowed, as in CPython); ``nbytes`` 0 means the buffer's length, and 0 bytes wanted
+        means no system call."""
+        view, nbytes, flags = self._into_args("recv_into", args, kwargs)
+        if nbytes == 0:
+            nbytes = len(view)
+        if len(view) < nbytes:
+            raise ValueError("buffer too small for requested bytes")
+        if nbytes == 0:
+            return 0
+        kernel = self._ns._kernel
+        data = self._data_call("recv_into()", False, flags,
+                               lambda nb: kernel.recvmsg(self._live(), nbytes, flags, nb))[0]
+        view[:len(data)] = data
+        return len(data)
+
+    def recvfrom_into(self, *args: Any, **kwargs: Any) -> tuple[int, Any]:
+        """``recvfrom_into(buffer[, nbytes[, flags]])`` -> ``(count, address)``."""
+        view, nbytes, flags = self._into_args("recvfrom_into", args, kwargs)
+        if nbytes == 0:
+            nbytes = len(view)
+        elif nbytes > len(view):
+            raise ValueError("nbytes is greater than the length of the buffer")
+        kernel = self._ns._kernel
+        data, src = self._data_call("recvfrom_into()", False, flags,
+                                    lambda nb: kernel.recvmsg(self._live(), nbytes, flags, nb))
+        view[:len(data)] = data
+        return len(data), (None if src is None else self._format_addr(src))
+
+    def _into_args(self, name: str, args: tuple, kwargs: dict) -> tuple[memoryview, int, int]:
+        """``"w*|ni"`` with the keywords buffer, nbytes, flags (PyArg_ParseTupleAndKeywords)."""
+        names = ("buffer", "nbytes", "flags")
+        if len(args) + len(kwargs) > 3:
+            raise TypeError(f"{name}() takes at most 3 arguments ({len(args) + len(kwargs)} given)")
+        vals: list[Any] = list(args) + [_MISSING] * (3 - len(args))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise TypeError(f"'{k}' is an invalid keyword argument for {name}()")
+            i = names.index(k)
+            if i < len(args):
+                raise TypeError(f"argument for {name}() given by name ('{k}') and position ({i + 1})")
+            vals[i] = v
+        if vals[0] is _MISSING:
+            raise TypeError(f"{name}() missing required argument 'buffer' (pos 1)")
+        buf = vals[0]
+        try:
+            view = memoryview(buf)
+            if view.readonly:
+                raise TypeError
+        except TypeError:
+            raise TypeError(f"{name}() argument 1 must be read-write bytes-like object, "
+                            f"not {type(buf).__name__}") from None
+        if not view.c_contiguous:
+            raise TypeError(f"{name}() argument 1 must be contiguous buffer, not {type(buf).__name__}")
+        nbytes = _ssize(vals[1]) if vals[1] is not _MISSING else 0
+        flags = c_int(vals[2]) if vals[2] is not _MISSING else 0
+        if nbytes < 0:
+            raise ValueError(f"negative buffersize in {name}")
+        return view.cast("B"), nbytes, flags
+
+    def sendmsg(self, *args: Any, **kwargs: Any) -> int:
+        raise OutOfScope("sendmsg() (scatter/gather and ancillary data) is not modelled; use send()/sendto()")
+
+    def recvmsg(self, *args: Any, **kwargs: Any) -> Any:
+        raise OutOfScope("recvmsg() (ancillary data) is not modelled; use recv()/recvfrom()")
+
+    def recvmsg_into(self, *args: Any, **kwargs: Any) -> Any:
+        raise OutOfScope("recvmsg_into() (ancillary data) is not modelled; use recv_into()")
+
     def _recv_args(self, name: str, args: tuple, kwargs: dict) -> tuple[int, int]:
-        _arg_count(name, args, kwargs, 1, 2)
+        _arg_count(name, args, kwargs, 1, 2, depth=4)
         bufsize = _ssize(args[0])
         flags = c_int(args[1]) if len(args) > 1 else 0
         if bufsize < 0:
             raise ValueError(f"negative buffersize in {name}")
+        if bufsize > _ALLOC_PROBE:
+            _allocate_like_cpython(bufsize)
         return bufsize, flags
 
     def _format_addr(self, src: tuple[int, int, int, int]) -> tuple:

@@ -277,6 +277,88 @@ def listen_backlog(*args: Any, mk: Callable = tcp4) -> Callable:
     return run
 
 
+# ---- data methods and select (issue 6) -------------------------------------------------------
+
+
+def connected_pair(ns):
+    """A listener on 127.0.0.1:5400, a connected client and the accepted server side."""
+    lsk = tcp4(ns)
+    call(lsk, "bind", ("127.0.0.1", 5400))
+    call(lsk, "listen")
+    c = tcp4(ns)
+    call(c, "connect", ("127.0.0.1", 5400))
+    a, _ = call(lsk, "accept")
+    return c, a
+
+
+def on_connected(name: str, *args: Any, **kwargs: Any) -> Callable:
+    """``client.<name>(*args)`` on a connected client (the server side non-blocking)."""
+    def run(ns):
+        c, a = connected_pair(ns)
+        call(a, "setblocking", False)
+        result = call(c, name, *args, **kwargs)
+        if name.startswith("send"):
+            return result, call(a, "recv", 100)
+        return result
+    return run
+
+
+def _send_memoryview(sock, step):
+    return sock.sendto(memoryview(b"abcdefgh")[::step], ("127.0.0.1", 9))
+
+
+def _send_array(sock):
+    import array
+    return sock.sendto(array.array("i", [1, 2]), ("127.0.0.1", 9))
+
+
+def _recv_into_pair(pair_side, args, kwargs):
+    """Runs where the sockets live: recv_into a fresh bytearray(8), return (result, buffer)."""
+    buf = bytearray(8)
+    n = pair_side.recv_into(buf, *args, **kwargs)
+    return n, bytes(buf)
+
+
+def _recvfrom_into_pair(pair_side, nbytes):
+    buf = bytearray(8)
+    n = pair_side.recvfrom_into(buf, nbytes)
+    return n, bytes(buf)
+
+
+def recv_into_connected(*args: Any, fn: Callable = _recv_into_pair, **kwargs: Any) -> Callable:
+    """The client sends b"abcdefghij"; the server side recv_into()s (non-blocking)."""
+    def run(ns):
+        c, a = connected_pair(ns)
+        call(a, "setblocking", False)
+        call(c, "send", b"abcdefghij")
+        if fn is _recv_into_pair:
+            return in_place(ns, fn, a, args, kwargs)
+        return in_place(ns, fn, a, *args)
+    return run
+
+
+class BadFileno:
+    """An object whose fileno() answers a str (top level, so that it pickles to the child)."""
+
+    def fileno(self):
+        return "3"
+
+
+def select_call(*args: Any, socks: int = 0) -> Callable:
+    """``ns.select(*args)``; ``socks`` fresh sockets are appended to the read list first."""
+    def run(ns):
+        extra = [tcp4(ns) for _ in range(socks)]
+        r = list(args[0]) + extra if args and isinstance(args[0], list) else args[0] if args else None
+        out = ns.select(r, *args[1:]) if args else ns.select()
+        return tuple(len(x) for x in out)
+    return run
+
+
+def select_closed(ns):
+    s = closed(tcp4(ns))
+    return ns.select([s], [], [], 0)
+
+
 # ---- the table -------------------------------------------------------------------------------
 
 P = pytest.param
@@ -538,6 +620,117 @@ CASES = [
     P(attributes(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP),
       id="attrs-tcp6-nonblock-cloexec"),
     P(attributes(AF_INET, SOCK_DGRAM), id="attrs-udp4-blocking"),
+    # -- send / sendall / sendto / recv / recvfrom: arguments as CPython parses them
+    P(method(tcp4, "send"), id="send-no-args"),
+    P(method(tcp4, "send", b"x", 0, 1), id="send-3-args"),
+    P(method(tcp4, "send", "x"), id="send-str"),
+    P(method(tcp4, "send", None), id="send-None"),
+    P(method(tcp4, "send", 5), id="send-int"),
+    P(method(tcp4, "send", b"x", "0"), id="send-flags-str"),
+    P(method(tcp4, "send", b"x", 1.0), id="send-flags-float"),
+    P(method(tcp4, "send", b"x", 1 << 40), id="send-flags-2**40"),
+    P(method(tcp4, "send", data=b"x"), id="send-keyword"),
+    P(method(tcp4, "send", b"x"), id="send-unconnected-EPIPE"),
+    P(method(tcp4, "send", bytearray(b"x")), id="send-bytearray-unconnected"),
+    P(method(tcp4, "send", b"x", close_first=True), id="closed-send"),
+    P(method(tcp4, "send", "x", close_first=True), id="closed-send-str"),
+    P(on_connected("send", b"hello"), id="send-connected"),
+    P(on_connected("send", bytearray(b"ba")), id="send-bytearray-connected"),
+    P(on_connected("send", b"x", -1), id="send-flags-minus-1-EISCONN"),
+    P(method(tcp4, "sendall"), id="sendall-no-args"),
+    P(method(tcp4, "sendall", b"x", 0, 0), id="sendall-3-args"),
+    P(method(tcp4, "sendall", "x"), id="sendall-str"),
+    P(method(tcp4, "sendall", b""), id="sendall-empty-unconnected"),
+    P(method(tcp4, "sendall", b"x", flags=0), id="sendall-keyword"),
+    P(method(tcp4, "sendall", b"", close_first=True), id="closed-sendall"),
+    P(on_connected("sendall", b"y" * 3000), id="sendall-connected"),
+    P(method(tcp4, "sendto", b"x"), id="sendto-1-arg"),
+    P(method(tcp4, "sendto", b"x", 0, ("127.0.0.1", 9), 1), id="sendto-4-args"),
+    P(method(tcp4, "sendto", b"x", address=("127.0.0.1", 9)), id="sendto-keyword"),
+    P(method(tcp4, "sendto", "x", ("127.0.0.1", 9)), id="sendto-str-data"),
+    P(method(tcp4, "sendto", b"x", "127.0.0.1"), id="sendto-str-address"),
+    P(method(tcp4, "sendto", b"x", None), id="sendto-None-address"),
+    P(method(tcp4, "sendto", b"x", ("127.0.0.1", 70000)), id="sendto-port-70000"),
+    P(method(tcp4, "sendto", b"x", "0", ("127.0.0.1", 9)), id="sendto-flags-str"),
+    P(method(tcp4, "sendto", b"x", ("127.0.0.1", 9)), id="sendto-unconnected-EPIPE"),
+    P(method(tcp4, "sendto", b"x", ("::1", 9)), id="sendto-v6-address-on-v4"),
+    P(method(tcp4, "sendto", b"x", ("127.0.0.1", 9), close_first=True), id="closed-sendto"),
+    P(method(tcp4, "sendto", b"x", "bad", close_first=True), id="closed-sendto-bad-address"),
+    P(child(_send_memoryview, 1), id="sendto-memoryview"),
+    P(child(_send_memoryview, 2), id="sendto-memoryview-not-contiguous"),
+    P(child(_send_array), id="sendto-array"),
+    P(on_connected("sendto", b"q", ("127.0.0.1", 9)), id="sendto-connected-ignores-address"),
+    P(method(tcp4, "recv"), id="recv-no-args"),
+    P(method(tcp4, "recv", 1, 0, 0), id="recv-3-args"),
+    P(method(tcp4, "recv", -1), id="recv-negative"),
+    P(method(tcp4, "recv", "1"), id="recv-str"),
+    P(method(tcp4, "recv", 1.0), id="recv-float"),
+    P(method(tcp4, "recv", None), id="recv-None"),
+    P(method(tcp4, "recv", 1 << 63), id="recv-2**63"),
+    P(method(tcp4, "recv", -(1 << 70)), id="recv-minus-2**70"),
+    P(method(tcp4, "recv", (1 << 63) - 1), id="recv-ssize-max"),
+    P(method(tcp4, "recv", 1 << 62), id="recv-2**62-MemoryError"),
+    P(method(tcp4, "recv", 1, "0"), id="recv-flags-str"),
+    P(method(tcp4, "recv", 1, 1 << 40), id="recv-flags-2**40"),
+    P(method(tcp4, "recv", bufsize=1), id="recv-keyword"),
+    P(method(tcp4, "recv", 1), id="recv-unconnected-ENOTCONN"),
+    P(method(tcp4, "recv", 0), id="recv-0-unconnected"),
+    P(method(tcp4, "recv", True), id="recv-True-unconnected"),
+    P(method(tcp4, "recv", 0, close_first=True), id="closed-recv-0"),
+    P(method(tcp4, "recv", 1, close_first=True), id="closed-recv"),
+    P(method(tcp4, "recv", -1, close_first=True), id="closed-recv-negative"),
+    P(method(tcp4, "recv", 1 << 62, close_first=True), id="closed-recv-2**62"),
+    P(on_connected("recv", 10, 0x40), id="recv-connected-dontwait"),
+    P(on_connected("recv", 10, -1), id="recv-flags-minus-1"),
+    P(method(tcp4, "recvfrom"), id="recvfrom-no-args"),
+    P(method(tcp4, "recvfrom", -5), id="recvfrom-negative"),
+    P(method(tcp4, "recvfrom", 2.5), id="recvfrom-float"),
+    P(method(tcp4, "recvfrom", 1, 2, 3), id="recvfrom-3-args"),
+    P(method(tcp4, "recvfrom", bufsize=1), id="recvfrom-keyword"),
+    P(method(tcp4, "recvfrom", 0), id="recvfrom-0-unconnected"),
+    P(method(tcp4, "recvfrom", 1 << 63), id="recvfrom-2**63"),
+    P(method(tcp4, "recvfrom", 0, close_first=True), id="closed-recvfrom-0"),
+    P(method(tcp6, "recvfrom", 1), id="recvfrom-unconnected-v6"),
+    P(recv_into_connected(), id="recv_into-whole-buffer"),
+    P(recv_into_connected(3), id="recv_into-nbytes-3"),
+    P(recv_into_connected(nbytes=2, flags=2), id="recv_into-keywords-peek"),
+    P(recv_into_connected(9), id="recv_into-nbytes-too-big"),
+    P(recv_into_connected(-1), id="recv_into-negative"),
+    P(recv_into_connected(x=1), id="recv_into-bad-keyword"),
+    P(recv_into_connected(1, 0, 0), id="recv_into-4-args"),
+    P(recv_into_connected(1, nbytes=1), id="recv_into-nbytes-twice"),
+    P(recv_into_connected(0, fn=_recvfrom_into_pair), id="recvfrom_into-whole-buffer"),
+    P(recv_into_connected(4, fn=_recvfrom_into_pair), id="recvfrom_into-4"),
+    P(recv_into_connected(9, fn=_recvfrom_into_pair), id="recvfrom_into-too-big"),
+    P(method(tcp4, "recv_into", b"abc"), id="recv_into-bytes"),
+    P(method(tcp4, "recv_into", "abc"), id="recv_into-str"),
+    P(method(tcp4, "recv_into"), id="recv_into-no-args"),
+    P(method(tcp4, "recv_into", bytearray(4)), id="recv_into-unconnected"),
+    P(method(tcp4, "recv_into", bytearray(0)), id="recv_into-empty-buffer-no-syscall"),
+    P(method(tcp4, "recv_into", bytearray(0), close_first=True), id="closed-recv_into-empty"),
+    P(method(tcp4, "recv_into", bytearray(2), close_first=True), id="closed-recv_into"),
+    P(method(tcp4, "recvfrom_into", bytearray(0)), id="recvfrom_into-empty-unconnected"),
+    P(method(tcp4, "recvfrom_into", bytearray(2), -1), id="recvfrom_into-negative"),
+    P(method(tcp4, "recvfrom_into", buffer=bytearray(2)), id="recvfrom_into-keyword"),
+    # -- select: arguments as CPython checks them
+    P(select_call([], [], [], "1"), id="select-timeout-str"),
+    P(select_call([], [], [], -1), id="select-timeout-negative"),
+    P(select_call([], [], [], -1e-10), id="select-timeout-tiny-negative"),
+    P(select_call([], [], [], float("nan")), id="select-timeout-nan"),
+    P(select_call([], [], [], 1e300), id="select-timeout-1e300"),
+    P(select_call([], [], [], 1 << 70), id="select-timeout-2**70"),
+    P(select_call([], [], [], decimal.Decimal("0.5")), id="select-timeout-Decimal"),
+    P(select_call(1, [], [], 0), id="select-not-a-sequence"),
+    P(select_call([-1], [], [], 0), id="select-negative-fd"),
+    P(select_call([1 << 40], [], [], 0), id="select-fd-2**40"),
+    P(select_call([5000], [], [], 0), id="select-fd-5000"),
+    P(select_call([object()], [], [], 0), id="select-object"),
+    P(select_call([BadFileno()], [], [], 0), id="select-fileno-str"),
+    P(select_call([], [], [], 0, socks=2), id="select-fresh-sockets"),
+    P(select_call([], [], [], 0, 1), id="select-5-args"),
+    P(select_call([], []), id="select-2-args"),
+    P(lambda ns: ns.select([], [], [], timeout=0), id="select-keyword"),
+    P(select_closed, id="select-closed-socket"),
     # -- sysctl writes
     P(sysctl("net.ipv4.ip_local_port_range", "60000 50000"), id="sysctl-range-reversed"),
     P(sysctl("net.ipv4.ip_unprivileged_port_start", "abc"), id="sysctl-not-a-number"),

@@ -19,9 +19,10 @@ getpeername() as ``host:port`` with a default-range ephemeral port shown as ``ep
 ``connect HOST PORT``, ``disconnect``, ``shutdown rd|wr|rdwr``, ``timeout SECONDS|none``, ``error`` (SO_ERROR),
 ``set OPTION VALUE`` (``reuseaddr``, ``reuseport``, ``v6only``, ``dev``, ``freebind``,
 ``broadcast``, ``incoming_cpu``, ``mcast_all`` (alias ``multicast_all``), ``mcast_loop``, ``mcast_if ADDR``
-(alias ``multicast_if``)), ``get OPTION``; ``x = L accept`` accepts on L and names the new socket x; data:
-``send [DATA]``, ``sendto HOST PORT [DATA]`` (DATA defaults to ``x``; the outcome is the byte
-count), ``recv`` (one read, its bytes' ``repr``), ``recvfrom [BUFSIZE]`` (-> ``b'..' from host:port``),
+(alias ``multicast_if``)), ``get OPTION``; ``x = L accept`` accepts on L and names the new socket x; data
+(``_data_step``): ``send [DATA [FLAGS]]``, ``sendall``, ``sendto HOST PORT [DATA]`` or ``sendto DATA
+[FLAGS] HOST PORT`` (DATA defaults to ``x``; the outcome is the byte count), ``recv [N [FLAGS]]``,
+``recvfrom [N [FLAGS]]`` (-> ``b'..' from host:port``, or ``(b'..', None)`` on TCP), ``select``,
 ``drain`` (receive all queued datagrams of this socket without blocking -> how many); IPv4
 multicast: ``join GROUP [IFADDR]`` / ``join mreqn GROUP IFINDEX`` / ``leave ...``
 (IP_ADD/DROP_MEMBERSHIP), ``srcjoin|srcleave|block|unblock GROUP IFADDR SOURCE`` (source
@@ -262,10 +263,6 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                 return s.settimeout(None if a[0] == "none" else float(a[0]))
             if st.op == "error":
                 return str(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
-            if st.op == "send":
-                return str(s.send((a[0] if a else "x").encode()))
-            if st.op == "recv":
-                return repr(s.recv(65536))
             if st.op == "port":
                 return str(s.getsockname()[1])
             if st.op == "linger":
@@ -280,13 +277,6 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                     return s.getsockopt(level, opt, 16)
                 return str(s.getsockopt(level, opt))
             # -- delivery steps (issue 6, D): datagrams and multicast ---------------------
-            if st.op == "sendto":
-                host = _host(a[0])
-                dest: tuple = (host, int(a[1]), 0, 0) if s.family == socket.AF_INET6 else (host, int(a[1]))
-                return str(s.sendto(a[2].encode() if len(a) > 2 else b"x", dest))
-            if st.op == "recvfrom":
-                data, src = s.recvfrom(int(a[0]) if a else 65536)
-                return f"{data!r} from {_ephemeral_masked(src)}"
             if st.op == "drain":
                 return _drain_one(s)
             if st.op in ("join", "leave"):
@@ -300,6 +290,8 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
                 # struct ip_mreq_source: GROUP IFADDR [SOURCE] (a short struct without SOURCE)
                 opt = {"srcjoin": 39, "srcleave": 40, "block": 38, "unblock": 37}[st.op]
                 return s.setsockopt(socket.IPPROTO_IP, opt, b"".join(socket.inet_aton(x) for x in a))
+            if st.op in DATA_STEPS:
+                return _data_step(ns, s, st.op, a)
             raise ValueError(f"unknown step {st.line!r}")
     text, err = outcome(call)
     return StepResult(st, text, err)
@@ -341,6 +333,61 @@ def _drain_one(s: Any) -> str:
     finally:
         s.settimeout(prev)
     return str(n)
+
+
+# -- data steps (issue 6) ------------------------------------------------------------------
+# ``send DATA [FLAGS]`` / ``sendall DATA [FLAGS]`` (the byte count, or OK), ``sendto DATA
+# [FLAGS] HOST PORT``, ``recv N [FLAGS]`` / ``recvfrom N [FLAGS]`` (the bytes' repr, or
+# ``<N bytes>`` beyond 40), ``select`` (readiness as ``rwx`` with ``-`` for "not ready", from
+# ``ns.select([s], [s], [s], 0)``).  DATA is a word; ``WORD*N`` repeats it N times.  FLAGS are
+# MSG_* names joined by ``|``: ``peek|waitall``, ``fastopen``, ``dontwait``, ...
+DATA_STEPS = frozenset({"send", "sendall", "sendto", "recv", "recvfrom", "select"})
+
+
+def _msg_flags(text: str) -> int:
+    flags = 0
+    for name in text.split("|"):
+        flags |= getattr(socket, "MSG_" + name.upper())
+    return flags
+
+
+def _data(text: str) -> bytes:
+    word, star, count = text.rpartition("*")
+    if star and count.isdigit():
+        return word.encode() * int(count)
+    return text.encode()
+
+
+def _shown(data: bytes) -> str:
+    return repr(data) if len(data) <= 40 else f"<{len(data)} bytes>"
+
+
+def _data_step(ns: Any, s: Any, op: str, a: tuple[str, ...]) -> Any:
+    if op == "select":
+        r, w, x = ns.select([s], [s], [s], 0)
+        return ("r" if r else "-") + ("w" if w else "-") + ("x" if x else "-")
+    if op in ("send", "sendall"):
+        flags = _msg_flags(a[1]) if len(a) > 1 else 0
+        n = getattr(s, op)(_data(a[0] if a else "x"), flags)
+        return None if n is None else str(n)
+    if op == "sendto" and len(a) >= 2 and a[1].isdigit():  # sendto HOST PORT [DATA]
+        host, port = _host(a[0]), int(a[1])
+        dest: tuple = (host, port, 0, 0) if s.family == socket.AF_INET6 else (host, port)
+        return str(s.sendto(_data(a[2]) if len(a) > 2 else b"x", dest))
+    if op == "sendto":  # sendto DATA [FLAGS] HOST PORT
+        data, rest = _data(a[0]), a[1:]
+        flags = _msg_flags(rest[0]) if len(rest) == 3 else 0
+        host, port = _host(rest[-2]), int(rest[-1])
+        addr: tuple = (host, port, 0, 0) if s.family == socket.AF_INET6 else (host, port)
+        return str(s.sendto(data, flags, addr) if flags else s.sendto(data, addr))
+    flags = _msg_flags(a[1]) if len(a) > 1 else 0
+    n = int(a[0]) if a else 65536
+    if op == "recv":
+        return _shown(s.recv(n, flags))
+    data, addr = s.recvfrom(n, flags)
+    if addr is None:  # TCP names no peer
+        return f"({_shown(data)}, None)"
+    return f"{data!r} from {_ephemeral_masked(addr)}"
 
 
 def _ephemeral_masked(addr: tuple) -> str:

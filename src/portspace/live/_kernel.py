@@ -669,6 +669,12 @@ class KernelNamespace:
     def set_cpu(self, cpu: int) -> None:
         """The model's ``set_cpu``: pin the child (where the sockets send and receive) to ``cpu``."""
         self.run(_pin_cpu, int(cpu))
+    def select(self, *args: Any, **kwargs: Any) -> Any:
+        """``select.select`` run in the child on the real sockets (the model's ``ns.select``).
+        KernelSockets in the lists arrive there as the child's sockets and come back as the
+        same proxies; arguments are passed as given, so the stdlib checks them.  A select that
+        waits longer than :attr:`request_timeout` kills the namespace, like any stuck call."""
+        return self._request("run", _select, (args, kwargs))
 
     def advance(self, seconds: float) -> None:
         """The model's ``advance``: on the kernel, time passes for real (``time.sleep``)."""
@@ -691,6 +697,12 @@ class _HandleRef:
 
     def __init__(self, handle: int) -> None:
         self.handle = handle
+
+
+def _select(args: tuple, kwargs: dict) -> Any:
+    """Runs in the child: ``select.select`` on the real sockets, with the caller's arguments."""
+    import select
+    return select.select(*args, **kwargs)
 
 
 def _disconnect(sock: socket.socket) -> None:

@@ -33,16 +33,13 @@ from typing import Any
 from . import _rules
 from ._addr import AF_INET, AF_INET6, V4MAPPED_PREFIX, coverage, v4_is_multicast, \
     v6_is_mapped, v6_is_multicast, v6_needs_scope
-from ._errors import Cause, Deadlock, Op, OutOfScope, Proto, refuse
-from ._rules import CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN, SYN_SENT
+from ._errors import SK_ERR_CAUSE, Cause, Deadlock, Op, OutOfScope, Proto, refuse
+from ._rules import CLOSE, ESTABLISHED, FIN_WAIT2, LISTEN, SYN_SENT
 from ._demux import Packet, listener_lookup
 from ._sock import Bind2Bucket, BindBucket, Sock, chain_key
 
 # socket-layer states (include/uapi/linux/net.h: socket_state)
 SS_UNCONNECTED, SS_CONNECTING, SS_CONNECTED, SS_DISCONNECTING = 1, 2, 3, 4
-
-# sk_err values the model sets -> the cause connect()'s sock_error() reports (0: ECONNABORTED)
-_SK_ERR_CAUSE = {111: Cause.CONN_REFUSED, 104: Cause.CONN_RESET, 32: Cause.PEER_RESET_AFTER_FIN}
 
 # outcomes of a connect() attempt, for the socket layer
 DONE, IN_PROGRESS = "done", "in progress"
@@ -318,8 +315,8 @@ class ConnectOps:
         """``af_inet.c: __inet_stream_connect`` + ``tcp_v4_connect`` / ``tcp_v6_connect``."""
         if sk.sock_state == SS_CONNECTED:
             raise refuse(Op.CONNECT, Proto.TCP, Cause.IS_CONNECTED)
-        if sk.sock_state == SS_DISCONNECTING:  # the switch's default case
-            raise refuse(Op.CONNECT, Proto.TCP, Cause.INVALID)
+        if sk.sock_state == SS_DISCONNECTING:
+            raise refuse(Op.CONNECT, Proto.TCP, Cause.INVALID)  # __inet_stream_connect: default
         if sk.sock_state == SS_CONNECTING:
             if sk.state == SYN_SENT:
                 raise refuse(Op.CONNECT, Proto.TCP, Cause.ALREADY_CONNECTING)
@@ -398,11 +395,14 @@ class ConnectOps:
         (ECONNABORTED when it was already read), then disconnect (address reset)."""
         err = sk.err
         sk.err = 0
+        sk.shut = 0  # the disconnect of the sock_error tail (tcp_disconnect)
         sk.sock_state = SS_UNCONNECTED
         sk.daddr = sk.v6_daddr = sk.dport = 0
         if not sk.bindaddr_lock:
             self._reset_saddr(sk)
-        raise refuse(Op.CONNECT, Proto.TCP, _SK_ERR_CAUSE.get(err, Cause.CONN_ABORTED))
+        # sock_error(sk) ?: -ECONNABORTED: the pending error itself (ECONNREFUSED, or ECONNRESET
+        # for a queued connection its listener's close reset), else ECONNABORTED
+        raise refuse(Op.CONNECT, Proto.TCP, SK_ERR_CAUSE.get(err, Cause.CONN_ABORTED))
 
     def _set_saddr(self, sk: Sock, v4: int, v6: int) -> None:
         """Change the local address, moving the socket to the bind2 bucket of the new address
@@ -551,6 +551,7 @@ class ConnectOps:
         self._ehash_del(sk)
         sk.state = CLOSE
         sk.err = 111
+        sk.shut = 3  # tcp_done: both directions shut (a recv after the error is read: b'')
         if sk.tb is not None and not sk.bindport_lock:
             self._tcp_put_port(sk)  # type: ignore[attr-defined]
             sk.num = 0
@@ -600,7 +601,7 @@ class ConnectOps:
             tb2.fastreuse, tb2.fastreuseport = tb.fastreuse, tb.fastreuseport
         tb2.owners.append(child)
         child.tb, child.tb2, child.num, child.sport = tb, tb2, lsk.num, lsk.num
-        child.bindport_lock = True  # owns the port like the listener (released on close)
+        child.bindport_lock = False  # sk_clone_lock drops SOCK_BINDPORT_LOCK: a reset child releases the port
         child.listener = lsk
         # the SYN and the ACK were processed on the current CPU: both ends record it [V probe]
         child.incoming_cpu = client.incoming_cpu = self.cpu  # type: ignore[attr-defined]
@@ -690,12 +691,11 @@ class ConnectOps:
             self._ehash_del(sk)
             if peer is not None and peer is not sk:
                 peer.peer = None
-                # tcp_reset: EPIPE for a peer in CLOSE_WAIT (it had our FIN), else ECONNRESET
-                peer.err = 32 if peer.state == CLOSE_WAIT else 104
-                self._abort(peer)
+                self._reset_arrives(peer)  # type: ignore[attr-defined]  # ECONNRESET (EPIPE in CLOSE_WAIT)
             sk.peer = None
         sk.state = CLOSE
         sk.sock_state = SS_UNCONNECTED
+        sk.shut, sk.rcv_done, sk.rcv_buf = 0, False, b""  # tcp_disconnect: queues purged
         sk.daddr = sk.v6_daddr = sk.dport = 0
         if not sk.bindaddr_lock:
             self._reset_saddr(sk)

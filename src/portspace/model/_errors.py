@@ -37,6 +37,7 @@ class Op(enum.Enum):
     SENDTO = "sendto"
     RECV = "recv"
     SHUTDOWN = "shutdown"
+    SELECT = "select"
     CLOSE = "close"
     GETSOCKNAME = "getsockname"
     GETPEERNAME = "getpeername"
@@ -90,7 +91,6 @@ class Cause(enum.Enum):
     CONN_REFUSED = "nothing listens on the destination (the peer answered with a reset)"
     CONN_ABORTED = "the connection attempt failed earlier and its error was already reported"
     CONN_RESET = "the peer reset the connection"
-    PEER_RESET_AFTER_FIN = "the peer reset the connection after it had sent its FIN (tcp_reset: EPIPE in CLOSE_WAIT)"
     FORMER_LISTENER = ("the socket has listened; once shutdown() or connect(AF_UNSPEC) stopped it, Linux refuses "
                        "to connect it (probed on 6.18: EINVAL after routing, for any destination)")
     MAPPED_SOURCE_NATIVE_DEST = ("the socket's local address is v4-mapped (::ffff:a.b.c.d), so it can only reach "
@@ -107,6 +107,9 @@ class Cause(enum.Enum):
     PROTOCOL_ERROR = "multicast membership on a TCP socket"
     NO_BUFFERS = "the socket already has net.ipv4.igmp_max_memberships (20) memberships"
     GROUP_FULL = "the reuseport group already has 32768 members (reuseport_grow fails, spec §1.4)"
+    BROKEN_PIPE = ("the stream cannot carry data: never connected, shut down for writing, or closed "
+                   "by a reset (spec §5.6)")
+    TFO_DISABLED = "MSG_FASTOPEN needs the client bit (1) of net.ipv4.tcp_fastopen"
 
 
 # (op, proto, cause) -> errno; ``Proto.ANY`` entries apply to both protocols.
@@ -158,7 +161,6 @@ ERRNO_DEFAULT: Final[dict[Cause, int]] = {
     Cause.CONN_REFUSED: errno.ECONNREFUSED,
     Cause.CONN_ABORTED: errno.ECONNABORTED,
     Cause.CONN_RESET: errno.ECONNRESET,
-    Cause.PEER_RESET_AFTER_FIN: errno.EPIPE,
     Cause.FORMER_LISTENER: errno.EINVAL,
     Cause.FORMER_CLIENT: errno.EINVAL,
     Cause.MAPPED_SOURCE_NATIVE_DEST: errno.EAFNOSUPPORT,
@@ -172,6 +174,16 @@ ERRNO_DEFAULT: Final[dict[Cause, int]] = {
     Cause.PROTOCOL_ERROR: errno.EPROTO,
     Cause.NO_BUFFERS: errno.ENOBUFS,
     Cause.GROUP_FULL: errno.ENOMEM,   # reuseport_grow; UDP paths map it per call above
+    Cause.BROKEN_PIPE: errno.EPIPE,
+    Cause.TFO_DISABLED: errno.EOPNOTSUPP,
+}
+
+# A pending socket error (``sk_err``, kept as an errno number on the socket) -> the cause it
+# reports when a data call picks it up (``sock_error``).
+SK_ERR_CAUSE: Final[dict[int, Cause]] = {
+    errno.ECONNRESET: Cause.CONN_RESET,
+    errno.ECONNREFUSED: Cause.CONN_REFUSED,
+    errno.EPIPE: Cause.BROKEN_PIPE,
 }
 
 

@@ -970,6 +970,8 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
             self._udp_drop_queue(sk)
             sk.state = CLOSE
             return
+        if sk.rcv_buf and self._close_unread(sk):  # unread bytes: a reset, no FIN (_stream.py)
+            return
         state = sk.state
         linger = sk.opts.get((SOL_SOCKET, SO_LINGER))
         if linger is not None and linger == (1, 0) and state in (ESTABLISHED, CLOSE_WAIT, SYN_SENT, FIN_WAIT2):
@@ -1025,9 +1027,11 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         if sk.state == ESTABLISHED:
             sk.state = FIN_WAIT2
             peer.state = CLOSE_WAIT
+            self._fin_arrives(peer)
             return
         if sk.state == CLOSE_WAIT:
             sk.peer = None
+            self._fin_arrives(peer)
             if peer.is_tw:
                 peer.peer = None
                 if peer.state == FIN_WAIT2:
@@ -1091,7 +1095,9 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         if not 0 <= how <= 2:
             raise refuse(Op.SHUTDOWN, proto, Cause.INVALID)
         bits = how + 1  # RCV_SHUTDOWN = 1, SEND_SHUTDOWN = 2
-        if sk.sock_state == 2:  # SS_CONNECTING -> SS_DISCONNECTING (no handshake) or SS_CONNECTED
+        if sk.sock_state == 2:  # SS_CONNECTING
+            # inet_shutdown: SS_CONNECTED, or SS_DISCONNECTING (4) for a connection that never
+            # completed or was reset meanwhile (connect() then answers EINVAL)
             sk.sock_state = 3 if sk.state not in (SYN_SENT, CLOSE) else 4
         state = sk.state
         if not sk.tcp:
@@ -1219,8 +1225,7 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
             child.state = CLOSE
             if client is not None:
                 client.peer = None
-                client.err = 104
-                self._abort(client)
+                self._reset_arrives(client)   # ECONNRESET (_stream.py)
         sk.accept_queue = []
         sk.state = CLOSE
 

@@ -101,6 +101,9 @@ class Sock:
     mc_index = 0            # IP_MULTICAST_IF: output device index
     mc_addr = 0             # IP_MULTICAST_IF: source address
     mc_ttl = 1              # IP_MULTICAST_TTL
+    # TCP data (model/_stream.py)
+    rcv_buf: Any = b""      # bytes received, not yet read (a bytearray once data has arrived)
+    rcv_done = False        # the peer's FIN has arrived (SOCK_DONE); ``shut`` is sk_shutdown
 
     def __init__(self, fd: int, family: int, tcp: bool, uid: int, v6only: bool) -> None:
         self.fd = fd
