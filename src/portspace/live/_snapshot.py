@@ -59,17 +59,25 @@ class Holder(NamedTuple):
     command: str | None
 
 
-@dataclass(eq=False, slots=True)
 class HostSocket:
     """A socket of the host (or a TIME_WAIT remnant) with what is known about it.  Compared by
-    identity: two remnants can have equal fields."""
+    identity: two remnants can have equal fields.  (A plain slotted class, not a dataclass: a
+    snapshot makes one per socket, 20 000 of them for ``ls``.)"""
 
-    row: SockRow
-    holders: list[Holder] = field(default_factory=list)
-    reuseaddr: bool | None = None
-    reuseport: bool | None = None
-    flags_note: str | None = None     # why the reuse flags are unknown
-    device: str | None = None         # name of the bound device (row.ifindex)
+    __slots__ = ("row", "holders", "reuseaddr", "reuseport", "flags_note", "device")
+
+    def __init__(self, row: SockRow, holders: list[Holder] | None = None, reuseaddr: bool | None = None,
+                 reuseport: bool | None = None, flags_note: str | None = None, device: str | None = None) -> None:
+        self.row = row
+        self.holders: list[Holder] = [] if holders is None else holders
+        self.reuseaddr = reuseaddr
+        self.reuseport = reuseport
+        self.flags_note = flags_note      # why the reuse flags are unknown
+        self.device = device              # name of the bound device (row.ifindex)
+
+    def __repr__(self) -> str:
+        return (f"HostSocket(row={self.row!r}, holders={self.holders!r}, reuseaddr={self.reuseaddr!r}, "
+                f"reuseport={self.reuseport!r}, flags_note={self.flags_note!r}, device={self.device!r})")
 
     @property
     def v6only(self) -> bool | None:
@@ -298,7 +306,7 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
         # The walk comes after the dump; a socket closed in between shows no holder (either
         # order has such a race).  Running the walk in a thread during the dump was measured:
         # no gain (both halves need the GIL between their syscalls).
-        _attribute(snap, root, _procfs.scan_holders(root))
+        _attribute(snap, root)
     else:
         for hs in socks:
             if not hs.row.tw:
@@ -311,29 +319,39 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
     return snap
 
 
-def _attribute(snap: Snapshot, root: str, holders: _procfs.Holders) -> None:
-    snap.scanned = holders.scanned
-    snap.denied = holders.denied
-    commands: dict[int, str | None] = {}
+def _attribute(snap: Snapshot, root: str) -> None:
+    """Find the holders of every socket with an inode: one walk of ``root/<pid>/fd`` matching
+    link texts (``socket:[INODE]``) against the snapshot's sockets, no parsing per fd."""
+    link = _procfs.socket_link
+    held = [hs for hs in snap.sockets if hs.row.inode]
+    want = {link(hs.row.inode): hs for hs in held}
+    twins: dict[str, list[HostSocket]] = {}
+    if len(want) < len(held):   # one socket in two rows (it moved between tables during the dump)
+        for hs in held:
+            key = link(hs.row.inode)
+            if want[key] is not hs:
+                twins.setdefault(key, []).append(hs)
+    scan = _procfs.scan_socket_fds(root, want)
+    snap.scanned = scan.scanned
+    snap.denied = scan.denied
+    command_of = _procfs.command_of
+    for pid, pairs in scan.processes:
+        command = command_of(pid, root)
+        for key, fd in pairs:
+            want[key].holders.append(Holder(pid, fd, command))
+            for hs in twins.get(key, ()):
+                hs.holders.append(Holder(pid, fd, command))
     unattributed = 0
-    for hs in snap.sockets:
-        if not hs.row.inode:
-            continue
-        found = holders.by_inode.get(hs.row.inode)
-        if not found:
+    for hs in held:
+        if not hs.holders:
             unattributed += 1
             hs.flags_note = "no visible process holds it"
-            continue
-        for pid, fd in found:
-            if pid not in commands:
-                commands[pid] = _procfs.command_of(pid, root)
-            hs.holders.append(Holder(pid, fd, commands[pid]))
-    if holders.denied:
+    if scan.denied:
         who = "not root" if snap.euid != 0 else "denied"
-        snap.notes.append(f"could not read the fds of {_count(len(holders.denied), 'process', 'processes')} ({who}); "
+        snap.notes.append(f"could not read the fds of {_count(len(scan.denied), 'process', 'processes')} ({who}); "
                           f"their sockets show no process and unknown flags")
-    if holders.vanished:
-        snap.notes.append(f"{_count(holders.vanished, 'process', 'processes')} exited during the scan")
+    if scan.vanished:
+        snap.notes.append(f"{_count(scan.vanished, 'process', 'processes')} exited during the scan")
     if unattributed:
         snap.notes.append(f"{_count(unattributed, 'socket')} without a visible holder (another user's process, "
                           "a process in another pid namespace, or one that just exited)")
