@@ -20,7 +20,6 @@ be read at all, 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
-import json
 import operator
 import os
 import sys
@@ -208,36 +207,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _procs_text(hs: Any, comms: dict[int, str]) -> str:
-    """``1234/nginx fd 6``; several fds of one process ``fd 6+7``; several processes comma
-    separated; ``-`` for a remnant, ``?`` when no holder is visible."""
-    holders = hs.holders
-    if not holders:
-        return "-" if hs.row.tw else "?"
-    if len(holders) == 1:
-        h = holders[0]
-        comm = comms.get(h.pid)
-        if comm is None:
-            from portspace.live import comm_of
-            comm = comms[h.pid] = comm_of(h.command)
-        return f"{h.pid}/{comm} fd {h.fd}"
-    from portspace.live import comm_of
-    seen: dict[int, list[int]] = {}
-    for h in holders:
-        seen.setdefault(h.pid, []).append(h.fd)
-        comms.setdefault(h.pid, comm_of(h.command))
-    return ",".join(f"{pid}/{comms[pid]} fd {'+'.join(map(str, fds))}" for pid, fds in seen.items())
-
-
-def _ls_flags(hs: Any, cache: dict[tuple, str]) -> str:
-    key = (hs.row.family, hs.reuseaddr, hs.reuseport, hs.row.v6only, hs.row.laddr == 0, hs.device, hs.row.ifindex)
-    text = cache.get(key)
-    if text is None:
-        text = cache[key] = (hs.flags_text().replace("SO_REUSEADDR", "reuseaddr")
-                             .replace("SO_REUSEPORT", "reuseport").replace("IPV6_V6ONLY", "v6only"))
-    return text
-
-
 def _ls(args: argparse.Namespace, snapshot: Any) -> int:
     protos = ("tcp",) if args.tcp else ("udp",) if args.udp else ("tcp", "udp")
     ports = (args.port, args.port) if args.port is not None else None
@@ -258,49 +227,99 @@ def _ls(args: argparse.Namespace, snapshot: Any) -> int:
         snap.notes.append("the flags of connected sockets were not read (--all-flags reads them)")
     if args.json:
         # the C encoder (no indent): 20 000 sockets in a fraction of the indented time
+        import json
         sys.stdout.write(json.dumps({"source": snap.source, "sockets": [hs.as_dict() for hs in socks],
                                      "notes": snap.notes}))
         sys.stdout.write("\n")
         return 0
-    style = _Style(sys.stdout)
-    rows = []
-    from portspace.live import endpoint_text
-    addrs: dict[tuple, str] = {}   # (family, address, device) -> "127.0.0.1" / "[::1]"; ports vary
-    flags: dict[tuple, str] = {}
-    comms: dict[int, str] = {}
+    cols = _ls_columns(socks)
+    _columns_table(cols, LS_HEADER, sys.stdout, _Style(sys.stdout), 1)
+    _notes(snap.notes)
+    return 0
 
-    states: dict[tuple[str, int], str] = {}
-    from portspace.live import state_name
-    append = rows.append
-    # the hot loop (one pass per socket): caches for everything that repeats
+
+LS_HEADER = ("PROTO", "STATE", "LOCAL", "PEER", "UID", "FLAGS", "TW-LEFT", "PROCESS")
+
+
+def _ls_columns(socks: Sequence[Any]) -> list[list[str]]:
+    """The ``ls`` table as columns (one list of cell texts per header), rows in ``socks``
+    order.  The hot loop of ``ls`` (one pass per socket): everything that repeats -- address
+    texts, state names, flag texts, ``pid/command`` -- is made once and looked up."""
+    from portspace.live import comm_of, endpoint_text, state_name
+    protos, states, locals_, peers, uids, flags, timers, procs = cols = [[] for _ in LS_HEADER]
+    addrs: dict[tuple, str] = {}   # (family, address, device) -> "127.0.0.1" / "[::1]"; ports vary
+    flag_texts: dict[tuple, str] = {}
+    state_texts: dict[tuple[str, int], str] = {}
+    who: dict[int, str] = {}       # pid -> "1234/nginx"
     for hs in socks:
-        proto, family, state, laddr, lport, raddr, rport, _if, uid, _ino, _v6, _t, expires, tw, _c = hs.row
+        row = hs.row
+        proto, family, state, laddr, lport, raddr, rport, ifindex, uid, _ino, v6only, _t, expires, tw, _c = row
         dev = hs.device
         a = addrs.get((family, laddr, dev))
         if a is None:
             a = addrs[(family, laddr, dev)] = endpoint_text(family, laddr, 1, dev)[:-2]
-        local = f"{a}:{lport}"
+        locals_.append(f"{a}:{lport}")
         if rport:
             a = addrs.get((family, raddr, dev))
             if a is None:
                 a = addrs[(family, raddr, dev)] = endpoint_text(family, raddr, 1, dev)[:-2]
-            peer = f"{a}:{rport}"
+            peers.append(f"{a}:{rport}")
         else:
-            peer = "*"
-        st = states.get((proto, state))
+            peers.append("*")
+        st = state_texts.get((proto, state))
         if st is None:
-            st = states[(proto, state)] = state_name(proto, state)
+            st = state_texts[(proto, state)] = state_name(proto, state)
+        states.append(st)
+        protos.append(proto + "6" if family == 10 else proto)
         if tw:
-            timer = f"{expires / 1000:.1f}s" if expires is not None else "?"
-            owner = "-"
+            timers.append(f"{expires / 1000:.1f}s" if expires is not None else "?")
+            uids.append("-")
         else:
-            timer = "-"
-            owner = str(uid)
-        append([proto + ("6" if family == 10 else ""), st, local, peer, owner, _ls_flags(hs, flags), timer,
-                _procs_text(hs, comms)])
-    _table(rows, ["PROTO", "STATE", "LOCAL", "PEER", "UID", "FLAGS", "TW-LEFT", "PROCESS"], sys.stdout, style, 1)
-    _notes(snap.notes)
-    return 0
+            timers.append("-")
+            uids.append(str(uid))
+        key = (family, hs.reuseaddr, hs.reuseport, v6only, laddr == 0, dev, ifindex)
+        f = flag_texts.get(key)
+        if f is None:
+            f = flag_texts[key] = (hs.flags_text().replace("SO_REUSEADDR", "reuseaddr")
+                                   .replace("SO_REUSEPORT", "reuseport").replace("IPV6_V6ONLY", "v6only"))
+        flags.append(f)
+        holders = hs.holders
+        if not holders:
+            procs.append("-" if tw else "?")
+            continue
+        if len(holders) == 1:
+            pid, fd, command = holders[0]
+            w = who.get(pid)
+            if w is None:
+                w = who[pid] = f"{pid}/{comm_of(command)}"
+            procs.append(f"{w} fd {fd}")
+            continue
+        # several fds of one process: fd 6+7; several processes: comma separated
+        fds_of: dict[int, list[int]] = {}
+        for pid, fd, command in holders:
+            fds_of.setdefault(pid, []).append(fd)
+            if pid not in who:
+                who[pid] = f"{pid}/{comm_of(command)}"
+        procs.append(",".join(f"{who[pid]} fd {'+'.join(map(str, fds))}" for pid, fds in fds_of.items()))
+    return cols
+
+
+def _columns_table(cols: list[list[str]], header: Sequence[str], out: TextIO, style: _Style,
+                   colour_col: int = -1) -> None:
+    """:func:`_table` for a table held as columns: one format string, applied by ``map`` over
+    the columns (no per-row Python code), one write.  Cells of the last column are never empty,
+    so no line has trailing blanks to strip."""
+    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(header, cols)]
+    last = len(header) - 1
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:last]) + "  {}"
+    if style.on and colour_col >= 0:
+        w = widths[colour_col]
+        cols = list(cols)
+        cols[colour_col] = [style(c, _STATE_COLOURS.get(c, "0")) + " " * (w - len(c)) for c in cols[colour_col]]
+    out.write(fmt.format(*header).rstrip() + "\n")
+    if cols[0]:
+        out.write("\n".join(map(fmt.format, *cols)))
+        out.write("\n")
 
 
 def _unconnected(row: Any) -> bool:
@@ -339,6 +358,7 @@ def _explain(args: argparse.Namespace, snapshot: Any) -> int:
         d = v.as_dict()
         d["source"] = snap.source
         d["notes"] = notes
+        import json
         json.dump(d, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return v.exit_code
@@ -404,6 +424,7 @@ def _ports(args: argparse.Namespace, snapshot: Any) -> int:
         d = rep.as_dict()
         d["source"] = snap.source
         d["notes"] = notes
+        import json
         json.dump(d, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0

@@ -32,7 +32,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import socket
 
 __all__ = ["FlagReader", "SYSCALLS"]
@@ -51,7 +50,7 @@ class FlagReader:
     Use as a context manager (it closes its pidfds)."""
 
     def __init__(self, machine: str | None = None) -> None:
-        machine = machine or platform.machine()
+        machine = machine or os.uname().machine   # platform.machine(), without importing platform
         nums = SYSCALLS.get(machine)
         self._pidfds: dict[int, int | str] = {}
         self.unavailable: str | None = None

@@ -25,7 +25,6 @@ writing.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Container
 
 __all__ = ["Holders", "scan_holders", "FdScan", "scan_socket_fds", "socket_link", "command_of", "read_sysctls", "SYSCTLS", "parse_socket_link",
@@ -55,14 +54,21 @@ _SOCKET_PREFIX = "socket:["
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-@dataclass
 class Holders:
     """The result of :func:`scan_holders`."""
 
-    by_inode: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # inode -> [(pid, fd)]
-    scanned: int = 0                 # processes whose fd table was read
-    denied: list[int] = field(default_factory=list)   # pids whose fds could not be read
-    vanished: int = 0                # processes that exited during the scan
+    __slots__ = ("by_inode", "scanned", "denied", "vanished")
+
+    def __init__(self, by_inode: dict[int, list[tuple[int, int]]] | None = None, scanned: int = 0,
+                 denied: list[int] | None = None, vanished: int = 0) -> None:
+        self.by_inode: dict[int, list[tuple[int, int]]] = {} if by_inode is None else by_inode  # inode -> [(pid, fd)]
+        self.scanned = scanned                                   # processes whose fd table was read
+        self.denied: list[int] = [] if denied is None else denied  # pids whose fds could not be read
+        self.vanished = vanished                                 # processes that exited during the scan
+
+    def __repr__(self) -> str:
+        return (f"Holders(by_inode={self.by_inode!r}, scanned={self.scanned!r}, denied={self.denied!r}, "
+                f"vanished={self.vanished!r})")
 
     def pids(self, inode: int) -> list[int]:
         """The distinct pids holding ``inode``, in scan order."""
@@ -94,15 +100,21 @@ def socket_link(inode: int) -> str:
     return f"{_SOCKET_PREFIX}{inode}]"
 
 
-@dataclass
 class FdScan:
     """The result of :func:`scan_socket_fds`: for each process with at least one wanted socket,
     ``(pid, [(link, fd), ...])`` in scan order (fds in the order the kernel lists them)."""
 
-    processes: list[tuple[int, list[tuple[str, int]]]] = field(default_factory=list)
-    scanned: int = 0
-    denied: list[int] = field(default_factory=list)
-    vanished: int = 0
+    __slots__ = ("processes", "scanned", "denied", "vanished")
+
+    def __init__(self) -> None:
+        self.processes: list[tuple[int, list[tuple[str, int]]]] = []
+        self.scanned = 0
+        self.denied: list[int] = []
+        self.vanished = 0
+
+    def __repr__(self) -> str:
+        return (f"FdScan(processes={self.processes!r}, scanned={self.scanned!r}, denied={self.denied!r}, "
+                f"vanished={self.vanished!r})")
 
 
 def scan_socket_fds(root: str = "/proc", wanted: Container[str] | None = None) -> FdScan:

@@ -36,7 +36,6 @@ Kernel facts used here:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Callable, Iterable, NamedTuple
 
 from . import _procfs, _procnet, _rtnl, _sockdiag
@@ -188,23 +187,31 @@ def comm_of(command: str | None) -> str:
     return first.rsplit("/", 1)[-1] or first
 
 
-@dataclass
 class Snapshot:
     """What :func:`take` read (see the module header)."""
 
-    sockets: list[HostSocket]
-    source: str                               # "sock_diag" or "/proc/net"
-    sysctls: dict[str, str]
-    links: list[_rtnl.Link]
-    addrs: list[_rtnl.Addr]
-    notes: list[str]
-    protos: tuple[str, ...]
-    ports: tuple[int, int] | None             # the local-port window read (None: all)
-    euid: int
-    caps: int | None                          # the reader's effective capabilities
-    scanned: int = 0                          # processes whose fds were read
-    denied: list[int] = field(default_factory=list)
-    _groups: dict = field(default_factory=dict, repr=False)   # load()'s cache, per protocol
+    _FIELDS = ("sockets", "source", "sysctls", "links", "addrs", "notes", "protos", "ports", "euid", "caps",
+               "scanned", "denied")
+
+    def __init__(self, sockets: list[HostSocket], source: str, sysctls: dict[str, str], links: list[_rtnl.Link],
+                 addrs: list[_rtnl.Addr], notes: list[str], protos: tuple[str, ...], ports: tuple[int, int] | None,
+                 euid: int, caps: int | None, scanned: int = 0, denied: list[int] | None = None) -> None:
+        self.sockets = sockets
+        self.source = source                  # "sock_diag" or "/proc/net"
+        self.sysctls = sysctls
+        self.links = links
+        self.addrs = addrs
+        self.notes = notes
+        self.protos = protos
+        self.ports = ports                    # the local-port window read (None: all)
+        self.euid = euid
+        self.caps = caps                      # the reader's effective capabilities
+        self.scanned = scanned                # processes whose fds were read
+        self.denied: list[int] = [] if denied is None else denied
+        self._groups: dict = {}               # load()'s cache, per protocol
+
+    def __repr__(self) -> str:
+        return "Snapshot(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self._FIELDS) + ")"
 
     def groups(self, proto: str) -> dict[tuple, list[HostSocket]]:
         """The ``proto`` sockets the model holds (request sockets and portless rows left out),

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass, field
 from typing import Iterable
 
 from . import _netlink
@@ -66,12 +65,17 @@ _LISTEN, _CLOSE = 10, 7
 _BC_OP = struct.Struct("=BBH")             # struct inet_diag_bc_op { u8 code; u8 yes; u16 no; }
 
 
-@dataclass
 class Decoded:
     """The result of :func:`decode`: the rows, and what could not be decoded (one line each)."""
 
-    rows: list[SockRow] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    __slots__ = ("rows", "errors")
+
+    def __init__(self, rows: list[SockRow] | None = None, errors: list[str] | None = None) -> None:
+        self.rows: list[SockRow] = [] if rows is None else rows
+        self.errors: list[str] = [] if errors is None else errors
+
+    def __repr__(self) -> str:
+        return f"Decoded(rows={self.rows!r}, errors={self.errors!r})"
 
 
 def port_filter(lo: int, hi: int) -> bytes:
