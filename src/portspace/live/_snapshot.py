@@ -396,12 +396,15 @@ def read_flags(snap: Snapshot, sockets: Iterable[HostSocket]) -> None:
     failures: dict[str, int] = {}
     snap._groups.clear()
     with FlagReader() as reader:
+        read = reader.read
         for hs in sockets:
-            if not hs.holders:
+            holders = hs.holders
+            if not holders:
                 continue
+            row = hs.row
             why = None
-            for h in hs.holders:
-                ra, rp, why = reader.read(h.pid, h.fd, hs.row.inode)
+            for pid, fd, _command in holders:
+                ra, rp, why = read(pid, fd, row.inode, row.cookie, row.family)
                 if why is None:
                     hs.reuseaddr, hs.reuseport, hs.flags_note = ra, rp, None
                     break
