@@ -15,6 +15,8 @@ portspace, as it is for ss), output to /dev/null -- best and median of ``--repea
 * ``ss -tan``, ``ss -tanp`` (iproute2; -p walks /proc/*/fd like portspace does)
 * ``portspace ls --tcp``          (sock_diag + /proc fd walk + pidfd_getfd flags + table)
 * ``portspace ls --tcp --json``
+* ``portspace ls --tcp --all-flags`` (SO_REUSEADDR/SO_REUSEPORT of every held socket: one
+  pidfd_getfd per socket)
 * ``portspace explain tcp 127.0.0.1:5000``   (kernel-side port filter, model load, verdict:
   8 001 sockets hold that port -- the listener and every accepted connection)
 * ``portspace ports``             (every TCP and UDP socket, no flags)
@@ -165,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             "ss -tanp": [ss, "-tanp"],
             "portspace ls --tcp": py + ["ls", "--tcp"],
             "portspace ls --tcp --json": py + ["ls", "--tcp", "--json"],
+            "portspace ls --tcp --all-flags": py + ["ls", "--tcp", "--all-flags"],
             "portspace explain tcp 127.0.0.1:5000": py + ["explain", "tcp", "127.0.0.1:5000"],
             "portspace explain tcp 127.0.0.1:5000 --reuseport --listen": py + ["explain", "tcp", "127.0.0.1:5000",
                                                                               "--reuseport", "--listen"],

@@ -216,7 +216,7 @@ def _ls(args: argparse.Namespace, snapshot: Any) -> int:
         # Flags of sockets that hold a port on their own (listening, bound-only, unconnected
         # UDP); connected ones only with --all-flags: one pidfd_getfd per socket adds up.
         read_flags = _unconnected
-    snap = snapshot(protos, ports, source=args.source, read_flags=read_flags)
+    snap = snapshot(protos, ports, source=args.source, read_flags=read_flags, ordered=True)
     socks = snap.sockets
     if args.pid is not None:
         socks = [hs for hs in socks if args.pid in hs.pids]

@@ -249,13 +249,13 @@ class Snapshot:
 FlagPolicy = Callable[[SockRow], bool]
 
 ROW_ORDER = operator.itemgetter(0, 4, 1, 3, 2, 5, 6)
-"""The order of :attr:`Snapshot.sockets`: protocol, local port, family, local address, state,
-remote address, remote port (the order ``portspace ls`` prints)."""
+"""The order of :attr:`Snapshot.sockets` with ``take(ordered=True)``: protocol, local port,
+family, local address, state, remote address, remote port (the order ``portspace ls`` prints)."""
 
 
 def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None = None, *,
          root: str = "/proc", source: str = "auto", processes: bool = True,
-         read_flags: bool | FlagPolicy = True) -> Snapshot:
+         read_flags: bool | FlagPolicy = True, ordered: bool = False) -> Snapshot:
     """Read the host (see the module header).
 
     Args:
@@ -269,6 +269,8 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
             or those for which the predicate on the row is true.  The others are marked
             :data:`NOT_READ` (unknown); :func:`read_flags` reads them later, and ``explain()``
             does so for the few that matter.
+        ordered: sockets in :data:`ROW_ORDER` (``ls``'s order) rather than the kernel's dump
+            order (listeners first, which explanations keep: they name the main blocker first).
     """
     protos = tuple(protos)
     notes: list[str] = []
@@ -311,7 +313,8 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
                if n not in sysctls]
     if missing:
         notes.append("unreadable sysctls (model defaults used): " + ", ".join(missing))
-    rows.sort(key=ROW_ORDER)   # a C key on the row tuples: cheaper here than on HostSockets later
+    if ordered:
+        rows.sort(key=ROW_ORDER)   # a C key on the row tuples: cheaper here than on HostSockets later
     if by_index and any(r.ifindex for r in rows):
         socks = [HostSocket(r, device=by_index.get(r.ifindex) if r.ifindex else None) for r in rows]
     else:
