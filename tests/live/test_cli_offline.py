@@ -172,3 +172,30 @@ def test_no_color(monkeypatch):
     monkeypatch.setenv("TERM", "dumb")
     assert not _Style(_Tty()).on
     assert not _Style(io.StringIO()).on
+
+
+def _varied_sockets():
+    """Every kind of row the JSON writer has a branch for: v4/v6, remnant, port 0, peers,
+    several holders, a device with a link-local scope, unknown and known flags, a command with
+    quotes, backslashes and non-ASCII text, no command at all."""
+    from portspace.live._snapshot import Holder
+    from .offline import sock
+    socks = list(standard().sockets)
+    socks.append(sock("tcp", "[::1]:5000", "ESTABLISHED", peer="[::1]:40000", pid=7, command='sh -c "a\\b" é\u2603'))
+    socks.append(sock("tcp", "[fe80::1]:22", "LISTEN", pid=8, ifindex=2, device="eth0", v6only=True))
+    socks.append(sock("udp", "0.0.0.0:0", "UNCONN", pid=9, command=None))
+    socks.append(sock("tcp", "[::ffff:127.0.0.1]:8080", "LISTEN", pid=10, reuseaddr=None, reuseport=True))
+    shared = sock("tcp", "0.0.0.0:80", "LISTEN", pid=11, command="nginx: master")
+    shared.holders += [Holder(12, 6, "nginx: worker"), Holder(12, 7, "nginx: worker"), Holder(13, 6, None)]
+    socks.append(shared)
+    socks[-1].flags_note = 'odd "note"\n'
+    return socks
+
+
+def test_ls_json_is_exactly_what_json_dumps_writes():
+    from portspace.cli._live import _ls_json
+    socks = _varied_sockets()
+    notes = ["a note", 'with "quotes" and ünïcode']
+    expected = json.dumps({"source": "sock_diag", "sockets": [hs.as_dict() for hs in socks], "notes": notes})
+    assert _ls_json("sock_diag", socks, notes) == expected
+    assert _ls_json("/proc/net", [], []) == json.dumps({"source": "/proc/net", "sockets": [], "notes": []})
