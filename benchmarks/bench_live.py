@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tw", type=int, default=4000, help="TIME_WAIT remnants (default 4000)")
     ap.add_argument("--repeat", type=int, default=5, help="runs per command (default 5)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--baseline", metavar="SRC",
+                    help="also time the portspace commands with this source tree (e.g. `git archive REV src | "
+                         "tar -x -C /tmp/base` -> /tmp/base/src), interleaved with this one: before/after in one run")
     args = ap.parse_args(argv)
     reason = probe()
     if reason is not None:
@@ -173,9 +176,19 @@ def main(argv: list[str] | None = None) -> int:
                                                                               "--reuseport", "--listen"],
             "portspace ports": py + ["ports"],
         }
+        envs = {"": env}
+        if args.baseline:
+            envs["(baseline) "] = dict(env, PYTHONPATH=str(Path(args.baseline).resolve()))
         for cmd in cmds.values():
-            timed(enter + cmd, 1, env)
-        results = {name: timed(enter + cmd, args.repeat, env) for name, cmd in cmds.items()}
+            for e in envs.values():
+                timed(enter + cmd, 1, e)
+        results: dict[str, list[float]] = {}
+        for _ in range(args.repeat):   # rounds: every command once per round, so load drifts hit all alike
+            for name, cmd in cmds.items():
+                for tag, e in envs.items():
+                    if tag and not name.startswith("portspace"):
+                        continue
+                    results.setdefault(tag + name, []).extend(timed(enter + cmd, 1, e))
         api = kns.run(in_process, args.repeat)
     rows = [(name, min(t), statistics.median(t)) for name, t in results.items()]
     rows += [("API snapshot(('tcp',)) in process", min(api["snapshot_all_tcp"]), statistics.median(api["snapshot_all_tcp"])),
@@ -198,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.tw} TIME_WAIT; +listener +bound-only), one holder process; set up in {setup:.1f} s")
     print(f"portspace saw {api['sockets_seen']} TCP sockets; explain verdict: {api['explain_verdict']}")
     print("/proc/net/sockstat: " + " | ".join(x.strip() for x in info["sockstat"].splitlines()[:2]))
-    print(f"\n{'command (new process via nsenter, output to /dev/null)':62s} {'best':>9s} {'median':>9s}")
+    print(f"\n{"command (new process via nsenter, output to /dev/null)":66s} {'best':>9s} {'median':>9s}")
     for name, b, m in rows:
-        print(f"{name:62s} {b * 1000:8.1f}ms {m * 1000:8.1f}ms")
+        print(f"{name:66s} {b * 1000:8.1f}ms {m * 1000:8.1f}ms")
     print(f"\nls / ss -tanp = {verdict['ls_vs_ss_tanp']:.2f} (goal <= 1: "
           f"{'met' if verdict['ls_no_slower_than_ss_tanp'] else 'NOT met'}); explain "
           f"{best['portspace explain tcp 127.0.0.1:5000'] * 1000:.0f} ms (goal < 300 ms: "
