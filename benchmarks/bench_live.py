@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.tw} TIME_WAIT; +listener +bound-only), one holder process; set up in {setup:.1f} s")
     print(f"portspace saw {api['sockets_seen']} TCP sockets; explain verdict: {api['explain_verdict']}")
     print("/proc/net/sockstat: " + " | ".join(x.strip() for x in info["sockstat"].splitlines()[:2]))
-    print(f"\n{"command (new process via nsenter, output to /dev/null)":66s} {'best':>9s} {'median':>9s}")
+    print(f"\n{'command (new process via nsenter, output to /dev/null)':66s} {'best':>9s} {'median':>9s}")
     for name, b, m in rows:
         print(f"{name:66s} {b * 1000:8.1f}ms {m * 1000:8.1f}ms")
     print(f"\nls / ss -tanp = {verdict['ls_vs_ss_tanp']:.2f} (goal <= 1: "
