@@ -199,3 +199,42 @@ def test_ls_json_is_exactly_what_json_dumps_writes():
     expected = json.dumps({"source": "sock_diag", "sockets": [hs.as_dict() for hs in socks], "notes": notes})
     assert _ls_json("sock_diag", socks, notes) == expected
     assert _ls_json("/proc/net", [], []) == json.dumps({"source": "/proc/net", "sockets": [], "notes": []})
+
+
+def _reference_cells(hs):
+    """One ls row the slow, obvious way (HostSocket's own texts), to check the column builder."""
+    r = hs.row
+    if hs.holders:
+        by_pid: dict[int, list[int]] = {}
+        comm = {}
+        for h in hs.holders:
+            by_pid.setdefault(h.pid, []).append(h.fd)
+            comm.setdefault(h.pid, portspace.live.comm_of(h.command))
+        procs = ",".join(f"{pid}/{comm[pid]} fd {'+'.join(map(str, fds))}" for pid, fds in by_pid.items())
+    else:
+        procs = "-" if r.tw else "?"
+    flags = hs.flags_text().replace("SO_REUSEADDR", "reuseaddr").replace("SO_REUSEPORT", "reuseport")
+    return [r.proto + ("6" if r.family == 10 else ""), r.state_text, hs.local, hs.peer,
+            "-" if r.tw else str(r.uid), flags.replace("IPV6_V6ONLY", "v6only"),
+            (f"{r.expires_ms / 1000:.1f}s" if r.expires_ms is not None else "?") if r.tw else "-", procs]
+
+
+@pytest.mark.parametrize("with_device", [False, True])
+def test_ls_columns_match_each_sockets_own_texts(with_device):
+    from portspace.cli._live import _ls_columns
+    from .offline import sock
+    socks = _varied_sockets()
+    # a connected socket with a running timer (keepalive): TW-LEFT is for remnants only
+    ka = sock("tcp", "127.0.0.1:6000", "ESTABLISHED", peer="127.0.0.1:50000", pid=5)
+    ka.row = ka.row._replace(timer=2, expires_ms=7200_000)
+    # v6 sockets whose IPV6_V6ONLY follows from the address (mapped or not): not one cache entry
+    socks += [ka, sock("tcp", "[::1]:6001", "ESTABLISHED", peer="[::1]:50001", pid=5),
+              sock("tcp", "[::ffff:127.0.0.1]:6002", "ESTABLISHED", peer="[::ffff:127.0.0.1]:50002", pid=5),
+              sock("tcp", "[::]:6003", "LISTEN", pid=5, v6only=None)]
+    if not with_device:
+        socks = [hs for hs in socks if hs.device is None]
+    cols = _ls_columns(socks)
+    assert [list(cells) for cells in zip(*cols)] == [_reference_cells(hs) for hs in socks]
+    v6 = {cells[2]: cells[5] for cells in zip(*cols)}
+    assert "v6only" in v6["[::1]:6001"] and "v6only" not in v6["[::ffff:127.0.0.1]:6002"]
+    assert "v6only?" in v6["[::]:6003"]

@@ -315,7 +315,7 @@ def _ls_columns(socks: Sequence[Any]) -> list[list[str]]:
         a = addrs.get((family, laddr, dev))
         if a is None:
             a = addrs[(family, laddr, dev)] = endpoint_text(family, laddr, 1, dev)[:-2]
-        locals_.append(f"{a}:{lport}")
+        locals_.append(f"{a}:{lport or '*'}")
         if rport:
             a = addrs.get((family, raddr, dev))
             if a is None:
@@ -334,7 +334,9 @@ def _ls_columns(socks: Sequence[Any]) -> list[list[str]]:
         else:
             timers.append("-")
             uids.append(str(uid))
-        key = (family, hs.reuseaddr, hs.reuseport, v6only, laddr == 0, dev, ifindex)
+        # what flags_text() reads; IPV6_V6ONLY, when not reported, follows from the address
+        # (unknown for [::], off for ::ffff:a.b.c.d, on for any other)
+        key = (family, hs.reuseaddr, hs.reuseport, v6only, laddr == 0, laddr >> 32 == 0xFFFF, dev, ifindex)
         f = flag_texts.get(key)
         if f is None:
             f = flag_texts[key] = (hs.flags_text().replace("SO_REUSEADDR", "reuseaddr")
