@@ -354,12 +354,15 @@ def _attribute(snap: Snapshot, root: str) -> None:
     snap.scanned = scan.scanned
     snap.denied = scan.denied
     command_of = _procfs.command_of
+    new = tuple.__new__   # Holder(...) without NamedTuple's Python-level __new__
     for pid, pairs in scan.processes:
         command = command_of(pid, root)
         for key, fd in pairs:
-            want[key].holders.append(Holder(pid, fd, command))
-            for hs in twins.get(key, ()):
-                hs.holders.append(Holder(pid, fd, command))
+            want[key].holders.append(new(Holder, (pid, fd, command)))
+        if twins:
+            for key, fd in pairs:
+                for hs in twins.get(key, ()):
+                    hs.holders.append(Holder(pid, fd, command))
     unattributed = 0
     for hs in held:
         if not hs.holders:
