@@ -238,3 +238,13 @@ def test_ls_columns_match_each_sockets_own_texts(with_device):
     v6 = {cells[2]: cells[5] for cells in zip(*cols)}
     assert "v6only" in v6["[::1]:6001"] and "v6only" not in v6["[::ffff:127.0.0.1]:6002"]
     assert "v6only?" in v6["[::]:6003"]
+
+
+def test_ls_into_a_closed_pipe_is_quiet(monkeypatch, capsys):
+    """``portspace ls | head``: the reader leaves early; no 'cannot read the host' error."""
+    class Gone(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr("sys.stdout", Gone())
+    assert main(["ls"]) == 1
+    assert "cannot read the host" not in capsys.readouterr().err

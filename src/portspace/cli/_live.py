@@ -203,6 +203,15 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "ports":
             return _ports(args, snapshot)
         return _explain(args, snapshot)
+    except BrokenPipeError:
+        # the reader went away (``portspace ls | head``): not a failure to read the host; keep
+        # the interpreter's final flush from complaining too (the Python docs' SIGPIPE recipe)
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 1
     except OSError as e:
         sys.stderr.write(f"portspace {args.command}: error: cannot read the host: {e.strerror or e}\n")
         return 1
@@ -221,10 +230,10 @@ def _ls(args: argparse.Namespace, snapshot: Any) -> int:
     socks = snap.sockets
     if args.pid is not None:
         socks = [hs for hs in socks if args.pid in hs.pids]
-    # by protocol, local port, family, address, state, peer: take() already returns them in
-    # this order, so this sort is one linear pass (it only reorders other snapshots)
-    order = operator.itemgetter(0, 4, 1, 3, 2, 5, 6)
-    socks.sort(key=lambda hs: order(hs.row))
+    # by protocol, local port, family, address, state, peer (take(ordered=True) already did)
+    if not getattr(snap, "ordered", False):
+        order = operator.itemgetter(0, 4, 1, 3, 2, 5, 6)
+        socks.sort(key=lambda hs: order(hs.row))
     if not args.all_flags and any(hs.flags_note == "not read" for hs in socks):
         snap.notes.append("the flags of connected sockets were not read (--all-flags reads them)")
     if args.json:

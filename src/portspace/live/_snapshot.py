@@ -210,6 +210,7 @@ class Snapshot:
         self.scanned = scanned                # processes whose fds were read
         self.denied: list[int] = [] if denied is None else denied
         self._groups: dict = {}               # load()'s cache, per protocol
+        self.ordered = False                  # sockets in ROW_ORDER (take(ordered=True))
 
     def __repr__(self) -> str:
         return "Snapshot(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self._FIELDS) + ")"
@@ -321,6 +322,7 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
         socks = list(map(HostSocket, rows))
     snap = Snapshot(socks, "sock_diag" if used == "sock_diag" else "/proc/net", sysctls, links, addrs, notes,
                     protos, ports, os.geteuid(), _procfs.caller_capabilities(root))
+    snap.ordered = ordered
     if processes:
         # The walk comes after the dump; a socket closed in between shows no holder (either
         # order has such a race).  Running the walk in a thread during the dump was measured:
