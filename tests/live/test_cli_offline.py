@@ -248,3 +248,14 @@ def test_ls_into_a_closed_pipe_is_quiet(monkeypatch, capsys):
     monkeypatch.setattr("sys.stdout", Gone())
     assert main(["ls"]) == 1
     assert "cannot read the host" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("was_enabled", [True, False])
+def test_commands_restore_the_garbage_collector(was_enabled):
+    import gc
+    (gc.enable if was_enabled else gc.disable)()
+    try:
+        assert main(["ls", "--json"]) == 0 and gc.isenabled() is was_enabled
+        assert main(["ports"]) == 0 and gc.isenabled() is was_enabled
+    finally:
+        gc.enable()

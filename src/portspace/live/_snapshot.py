@@ -35,6 +35,7 @@ Kernel facts used here:
 """
 from __future__ import annotations
 
+import gc
 import operator
 import os
 from typing import Callable, Iterable, NamedTuple
@@ -273,7 +274,19 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
         ordered: sockets in :data:`ROW_ORDER` (``ls``'s order) rather than the kernel's dump
             order (listeners first, which explanations keep: they name the main blocker first).
     """
-    protos = tuple(protos)
+    # the cyclic GC is paused while the snapshot is built (as ``portspace ls`` does for its
+    # whole run): tens of thousands of acyclic containers would trigger full collections
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _take(tuple(protos), ports, root, source, processes, read_flags, ordered)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _take(protos: tuple[str, ...], ports: tuple[int, int] | None, root: str, source: str, processes: bool,
+          read_flags: bool | FlagPolicy, ordered: bool) -> Snapshot:
     notes: list[str] = []
     rows: list[SockRow] = []
     used = source
