@@ -15,14 +15,33 @@ host inspector).
 ...     print(e)
 [Errno 98] Address already in use
 """
-from ._namespace import Explanation, Namespace
-from ._socket import Socket
-from ._tables import Tables
-from .model._env import Rng, SeededRng
-from .model._errors import Cause, OutOfScope
-from .model._explain import Reason, SockInfo
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
+# Names are imported on first use (PEP 562): ``portspace ls`` reads the host without loading
+# the model, and the model's import cost (~25 ms) is paid only by what uses it.
+_WHERE = {
+    "Namespace": "._namespace", "Explanation": "._namespace", "Socket": "._socket", "Tables": "._tables",
+    "Rng": ".model._env", "SeededRng": ".model._env", "Cause": ".model._errors", "OutOfScope": ".model._errors",
+    "Reason": ".model._explain", "SockInfo": ".model._explain",
+}
+
 __all__ = ["Namespace", "Socket", "Explanation", "Tables", "Reason", "SockInfo", "Cause", "OutOfScope",
            "Rng", "SeededRng", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

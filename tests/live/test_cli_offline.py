@@ -172,3 +172,90 @@ def test_no_color(monkeypatch):
     monkeypatch.setenv("TERM", "dumb")
     assert not _Style(_Tty()).on
     assert not _Style(io.StringIO()).on
+
+
+def _varied_sockets():
+    """Every kind of row the JSON writer has a branch for: v4/v6, remnant, port 0, peers,
+    several holders, a device with a link-local scope, unknown and known flags, a command with
+    quotes, backslashes and non-ASCII text, no command at all."""
+    from portspace.live._snapshot import Holder
+    from .offline import sock
+    socks = list(standard().sockets)
+    socks.append(sock("tcp", "[::1]:5000", "ESTABLISHED", peer="[::1]:40000", pid=7, command='sh -c "a\\b" é\u2603'))
+    socks.append(sock("tcp", "[fe80::1]:22", "LISTEN", pid=8, ifindex=2, device="eth0", v6only=True))
+    socks.append(sock("udp", "0.0.0.0:0", "UNCONN", pid=9, command=None))
+    socks.append(sock("tcp", "[::ffff:127.0.0.1]:8080", "LISTEN", pid=10, reuseaddr=None, reuseport=True))
+    shared = sock("tcp", "0.0.0.0:80", "LISTEN", pid=11, command="nginx: master")
+    shared.holders += [Holder(12, 6, "nginx: worker"), Holder(12, 7, "nginx: worker"), Holder(13, 6, None)]
+    socks.append(shared)
+    socks[-1].flags_note = 'odd "note"\n'
+    return socks
+
+
+def test_ls_json_is_exactly_what_json_dumps_writes():
+    from portspace.cli._live import _ls_json
+    socks = _varied_sockets()
+    notes = ["a note", 'with "quotes" and ünïcode']
+    expected = json.dumps({"source": "sock_diag", "sockets": [hs.as_dict() for hs in socks], "notes": notes})
+    assert _ls_json("sock_diag", socks, notes) == expected
+    assert _ls_json("/proc/net", [], []) == json.dumps({"source": "/proc/net", "sockets": [], "notes": []})
+
+
+def _reference_cells(hs):
+    """One ls row the slow, obvious way (HostSocket's own texts), to check the column builder."""
+    r = hs.row
+    if hs.holders:
+        by_pid: dict[int, list[int]] = {}
+        comm = {}
+        for h in hs.holders:
+            by_pid.setdefault(h.pid, []).append(h.fd)
+            comm.setdefault(h.pid, portspace.live.comm_of(h.command))
+        procs = ",".join(f"{pid}/{comm[pid]} fd {'+'.join(map(str, fds))}" for pid, fds in by_pid.items())
+    else:
+        procs = "-" if r.tw else "?"
+    flags = hs.flags_text().replace("SO_REUSEADDR", "reuseaddr").replace("SO_REUSEPORT", "reuseport")
+    return [r.proto + ("6" if r.family == 10 else ""), r.state_text, hs.local, hs.peer,
+            "-" if r.tw else str(r.uid), flags.replace("IPV6_V6ONLY", "v6only"),
+            (f"{r.expires_ms / 1000:.1f}s" if r.expires_ms is not None else "?") if r.tw else "-", procs]
+
+
+@pytest.mark.parametrize("with_device", [False, True])
+def test_ls_columns_match_each_sockets_own_texts(with_device):
+    from portspace.cli._live import _ls_columns
+    from .offline import sock
+    socks = _varied_sockets()
+    # a connected socket with a running timer (keepalive): TW-LEFT is for remnants only
+    ka = sock("tcp", "127.0.0.1:6000", "ESTABLISHED", peer="127.0.0.1:50000", pid=5)
+    ka.row = ka.row._replace(timer=2, expires_ms=7200_000)
+    # v6 sockets whose IPV6_V6ONLY follows from the address (mapped or not): not one cache entry
+    socks += [ka, sock("tcp", "[::1]:6001", "ESTABLISHED", peer="[::1]:50001", pid=5),
+              sock("tcp", "[::ffff:127.0.0.1]:6002", "ESTABLISHED", peer="[::ffff:127.0.0.1]:50002", pid=5),
+              sock("tcp", "[::]:6003", "LISTEN", pid=5, v6only=None)]
+    if not with_device:
+        socks = [hs for hs in socks if hs.device is None]
+    cols = _ls_columns(socks)
+    assert [list(cells) for cells in zip(*cols)] == [_reference_cells(hs) for hs in socks]
+    v6 = {cells[2]: cells[5] for cells in zip(*cols)}
+    assert "v6only" in v6["[::1]:6001"] and "v6only" not in v6["[::ffff:127.0.0.1]:6002"]
+    assert "v6only?" in v6["[::]:6003"]
+
+
+def test_ls_into_a_closed_pipe_is_quiet(monkeypatch, capsys):
+    """``portspace ls | head``: the reader leaves early; no 'cannot read the host' error."""
+    class Gone(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr("sys.stdout", Gone())
+    assert main(["ls"]) == 1
+    assert "cannot read the host" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("was_enabled", [True, False])
+def test_commands_restore_the_garbage_collector(was_enabled):
+    import gc
+    (gc.enable if was_enabled else gc.disable)()
+    try:
+        assert main(["ls", "--json"]) == 0 and gc.isenabled() is was_enabled
+        assert main(["ports"]) == 0 and gc.isenabled() is was_enabled
+    finally:
+        gc.enable()

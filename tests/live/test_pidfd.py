@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import warnings
 
 import pytest
 
-from portspace.live._pidfd import SYSCALLS, FlagReader
+from portspace.live._pidfd import SO_COOKIE, SYSCALLS, FlagReader
 
 
 def test_syscall_numbers_for_both_architectures():
@@ -53,3 +54,38 @@ def test_fd_reused_or_closed_or_process_gone():
     os.waitpid(pid, 0)
     with FlagReader() as r:
         assert r.read(pid, 3, 1)[2] == "the holding process exited"
+
+
+def _cookie(s: socket.socket) -> int:
+    return int.from_bytes(s.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8), sys.byteorder)
+
+
+@pytest.mark.skipif(os.uname().machine not in SYSCALLS, reason="pidfd_getfd number unknown here")
+@pytest.mark.parametrize("family, kind", [(socket.AF_INET, socket.SOCK_STREAM), (socket.AF_INET6, socket.SOCK_STREAM),
+                                          (socket.AF_INET, socket.SOCK_DGRAM), (socket.AF_INET6, socket.SOCK_DGRAM)])
+def test_identity_by_cookie(family, kind):
+    """With a sock_diag cookie the copy is checked by SO_COOKIE (no fstat); a wrong cookie is a
+    reused fd number, whatever the inode says."""
+    with socket.socket(family, kind) as s, socket.socket(family, kind) as other:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        inode = os.fstat(s.fileno()).st_ino
+        with FlagReader() as r:
+            got = r.read(os.getpid(), s.fileno(), inode, _cookie(s), family)
+            if got[2] is not None and "not supported" in got[2]:
+                pytest.skip(got[2])
+            assert got == (False, True, None)
+            assert r.read(os.getpid(), s.fileno(), inode, _cookie(other), family) == (
+                None, None, "the holder reused the fd number during the scan")
+            assert r.read(os.getpid(), s.fileno(), inode, 0, family) == (False, True, None)   # by inode
+        assert s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1 and s.fileno() >= 0
+
+
+@pytest.mark.skipif(os.uname().machine not in SYSCALLS, reason="pidfd_getfd number unknown here")
+def test_fd_number_now_a_file_is_unknown_and_the_copy_closed():
+    before = len(os.listdir("/proc/self/fd"))
+    with open(os.devnull, "rb") as f, FlagReader() as r:
+        got = r.read(os.getpid(), f.fileno(), 12345, 678)
+        if got[2] is not None and "not supported" in got[2]:
+            pytest.skip(got[2])
+        assert got == (None, None, "the holder reused the fd number during the scan")
+        assert len(os.listdir("/proc/self/fd")) == before + 2       # f and the reader's pidfd: no copy left

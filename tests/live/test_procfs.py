@@ -140,3 +140,21 @@ def test_parse_capabilities():
     assert parse_capabilities("CapEff:\tzz\n") is None
     assert parse_capabilities("Name: x\n") is None
     assert _procfs.caller_capabilities("/nonexistent") is None
+
+
+def test_snapshot_attribution_by_link_text(root):
+    """_attribute matches fd links against the snapshot's sockets: every holder of each, a
+    socket seen twice in one dump gets the holders on both rows, an unheld one is noted."""
+    from portspace.live._rows import SockRow
+    from portspace.live._snapshot import HostSocket, Snapshot, _attribute
+
+    def hs(inode, lport):
+        return HostSocket(SockRow("tcp", 2, 10, 0x7F000001, lport, 0, 0, 0, 0, inode, None, 0, None, False))
+    shared, twin, single, unheld = hs(1111, 80), hs(1111, 80), hs(3333, 81), hs(4444, 82)
+    snap = Snapshot([shared, single, twin, unheld, hs(0, 83)], "sock_diag", {}, [], [], [], ("tcp",), None, 0, 0)
+    _attribute(snap, str(root))
+    assert sorted(shared.holders) == sorted(twin.holders) == [(100, 3, "nginx: master process"), (101, 3, "nginx: worker")]
+    assert single.holders == [(101, 7, "nginx: worker")] and single.holders[0].command == "nginx: worker"
+    assert unheld.holders == [] and unheld.flags_note == "no visible process holds it"
+    assert snap.scanned == 3 and any("1 socket without a visible holder" in n for n in snap.notes)
+    assert any("1 process exited during the scan" in n for n in snap.notes)

@@ -138,3 +138,59 @@ def test_rtnl_decode_captured():
     assert ll.plen == 64 and ll.usable                       # added with nodad
     # the bridge's automatic link-local address is still tentative: not bindable yet
     assert any(not a.usable for a in ifs.addrs if a.ifindex == 2)
+
+
+def _messages() -> list[tuple[str, bytes]]:
+    """Every inet_diag message of the captured dumps, one by one (NLMSG_DONE left out)."""
+    out = []
+    for name, proto in (("tcp4", "tcp"), ("tcp6", "tcp"), ("udp4", "udp"), ("udp6", "udp")):
+        for d in _datagrams(f"{name}.hex"):
+            for mtype, _flags, start, end in _netlink.iter_messages(d):
+                if mtype == _sockdiag.SOCK_DIAG_BY_FAMILY:
+                    out.append((proto, d[start - 16:end]))
+    return out
+
+
+def test_uniform_runs_decode_as_the_general_path():
+    """A datagram made only of messages of one length takes the two-iter_unpack fast path; it
+    must give exactly the rows of the message-by-message decoder, in order, including the
+    AF_INET6 LISTEN/CLOSE messages whose IPV6_V6ONLY attribute it hands back to that decoder."""
+    runs: dict[tuple[str, int], list[bytes]] = {}
+    for proto, msg in _messages():
+        runs.setdefault((proto, len(msg)), []).append(msg)
+    fast_taken = 0
+    v6_attr_rows = 0
+    for (proto, length), msgs in runs.items():
+        data = b"".join(msgs * 3)                    # several of each, as in a large dump
+        assert _sockdiag._uniform(data, length)
+        fast = _sockdiag.decode(data, proto)
+        slow = _sockdiag._decode_general(data, proto, _sockdiag.Decoded())
+        assert fast.rows == slow.rows and fast.errors == slow.errors == []
+        assert len(fast.rows) == 3 * len(msgs)
+        fast_taken += 1
+        v6_attr_rows += sum(r.v6only is not None for r in fast.rows)
+    assert fast_taken >= 3 and v6_attr_rows > 0     # v4, v6 and UDP runs; some v6only read
+
+
+@pytest.mark.parametrize("damage", ["type", "length", "truncated", "trailing"])
+def test_almost_uniform_runs_take_the_general_path(damage):
+    proto, msg = next((p, m) for p, m in _messages() if p == "tcp")
+    msgs = [bytearray(msg) for _ in range(4)]
+    if damage == "type":
+        struct.pack_into("=H", msgs[2], 4, _netlink.NLMSG_NOOP)   # not an inet_diag message
+    elif damage == "length":
+        struct.pack_into("=I", msgs[2], 0, len(msg) - 4)         # claims a shorter message
+    data = b"".join(msgs)
+    if damage == "truncated":
+        data = data[:-7]
+    elif damage == "trailing":
+        data += b"\0" * 3
+    length = len(msg)
+    assert not (len(data) % length == 0 and _sockdiag._uniform(data, length))
+    fast = _sockdiag.decode(data, proto)
+    slow = _sockdiag._decode_general(data, proto, _sockdiag.Decoded())
+    assert fast.rows == slow.rows and fast.errors == slow.errors
+    if damage == "type":
+        assert len(fast.rows) == 3 and fast.errors == []
+    else:
+        assert fast.errors                          # said, not raised

@@ -20,10 +20,10 @@ be read at all, 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
-import json
 import operator
 import os
 import sys
+from itertools import repeat
 from typing import Any, Sequence, TextIO
 
 COMMANDS = ("ls", "explain", "ports")
@@ -196,6 +196,21 @@ def _table(rows: list[list[str]], header: list[str], out: TextIO, style: _Style,
 
 
 def run(args: argparse.Namespace) -> int:
+    # The cyclic garbage collector is paused while a command runs: a snapshot makes ~100 000
+    # container objects (rows, holders, sockets, cache keys) and none of them forms a cycle;
+    # the collections their allocation triggers cost ls ~60 ms of 20 000 sockets (measured).
+    # Restored afterwards (main() is also called in-process, by tests and scripts).
+    import gc
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _run(args)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _run(args: argparse.Namespace) -> int:
     from portspace.live import snapshot
     try:
         if args.command == "ls":
@@ -203,39 +218,18 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "ports":
             return _ports(args, snapshot)
         return _explain(args, snapshot)
+    except BrokenPipeError:
+        # the reader went away (``portspace ls | head``): not a failure to read the host; keep
+        # the interpreter's final flush from complaining too (the Python docs' SIGPIPE recipe)
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 1
     except OSError as e:
         sys.stderr.write(f"portspace {args.command}: error: cannot read the host: {e.strerror or e}\n")
         return 1
-
-
-def _procs_text(hs: Any, comms: dict[int, str]) -> str:
-    """``1234/nginx fd 6``; several fds of one process ``fd 6+7``; several processes comma
-    separated; ``-`` for a remnant, ``?`` when no holder is visible."""
-    holders = hs.holders
-    if not holders:
-        return "-" if hs.row.tw else "?"
-    if len(holders) == 1:
-        h = holders[0]
-        comm = comms.get(h.pid)
-        if comm is None:
-            from portspace.live import comm_of
-            comm = comms[h.pid] = comm_of(h.command)
-        return f"{h.pid}/{comm} fd {h.fd}"
-    from portspace.live import comm_of
-    seen: dict[int, list[int]] = {}
-    for h in holders:
-        seen.setdefault(h.pid, []).append(h.fd)
-        comms.setdefault(h.pid, comm_of(h.command))
-    return ",".join(f"{pid}/{comms[pid]} fd {'+'.join(map(str, fds))}" for pid, fds in seen.items())
-
-
-def _ls_flags(hs: Any, cache: dict[tuple, str]) -> str:
-    key = (hs.row.family, hs.reuseaddr, hs.reuseport, hs.row.v6only, hs.row.laddr == 0, hs.device, hs.row.ifindex)
-    text = cache.get(key)
-    if text is None:
-        text = cache[key] = (hs.flags_text().replace("SO_REUSEADDR", "reuseaddr")
-                             .replace("SO_REUSEPORT", "reuseport").replace("IPV6_V6ONLY", "v6only"))
-    return text
 
 
 def _ls(args: argparse.Namespace, snapshot: Any) -> int:
@@ -247,60 +241,170 @@ def _ls(args: argparse.Namespace, snapshot: Any) -> int:
         # Flags of sockets that hold a port on their own (listening, bound-only, unconnected
         # UDP); connected ones only with --all-flags: one pidfd_getfd per socket adds up.
         read_flags = _unconnected
-    snap = snapshot(protos, ports, source=args.source, read_flags=read_flags)
+    snap = snapshot(protos, ports, source=args.source, read_flags=read_flags, ordered=True)
     socks = snap.sockets
     if args.pid is not None:
         socks = [hs for hs in socks if args.pid in hs.pids]
-    # by protocol, local port, family, address, state, peer (rows are tuples: index, no attributes)
-    order = operator.itemgetter(0, 4, 1, 3, 2, 5, 6)
-    socks.sort(key=lambda hs: order(hs.row))
+    # by protocol, local port, family, address, state, peer (take(ordered=True) already did)
+    if not getattr(snap, "ordered", False):
+        order = operator.itemgetter(0, 4, 1, 3, 2, 5, 6)
+        socks.sort(key=lambda hs: order(hs.row))
     if not args.all_flags and any(hs.flags_note == "not read" for hs in socks):
         snap.notes.append("the flags of connected sockets were not read (--all-flags reads them)")
     if args.json:
-        # the C encoder (no indent): 20 000 sockets in a fraction of the indented time
-        sys.stdout.write(json.dumps({"source": snap.source, "sockets": [hs.as_dict() for hs in socks],
-                                     "notes": snap.notes}))
+        sys.stdout.write(_ls_json(snap.source, socks, snap.notes))
         sys.stdout.write("\n")
         return 0
-    style = _Style(sys.stdout)
-    rows = []
-    from portspace.live import endpoint_text
-    addrs: dict[tuple, str] = {}   # (family, address, device) -> "127.0.0.1" / "[::1]"; ports vary
-    flags: dict[tuple, str] = {}
-    comms: dict[int, str] = {}
+    cols = _ls_columns(socks)
+    _columns_table(cols, LS_HEADER, sys.stdout, _Style(sys.stdout), 1)
+    _notes(snap.notes)
+    return 0
 
-    states: dict[tuple[str, int], str] = {}
-    from portspace.live import state_name
-    append = rows.append
-    # the hot loop (one pass per socket): caches for everything that repeats
+
+def _ls_json(source: str, socks: Sequence[Any], notes: Sequence[str]) -> str:
+    """``json.dumps({"source": ..., "sockets": [hs.as_dict() ...], "notes": ...})``, the same
+    text, built by hand: one f-string per socket over cached pieces (addresses, strings already
+    escaped by the json module's C escaper), instead of a 20-key dict per socket encoded
+    generically.  tests/live/test_cli_offline.py checks it against json.dumps."""
+    from json import dumps
+    from json.encoder import encode_basestring_ascii as esc
+    from portspace.live import endpoint_text, state_name
+    lit = {None: "null", True: "true", False: "false"}
+    addrs: dict[tuple, tuple[str, str]] = {}     # (family, address, device) -> ('"[::1]', '"::1"')
+    strs: dict[Any, str] = {None: "null"}       # text -> its JSON
+    statics: dict[tuple, str] = {}              # (proto, family, state) -> '"proto": ..., "state": ...'
+    procs_of: dict[tuple, str] = {}             # (pid, command) -> '{"pid": 1, "fd": ' ... without fd
+    out = []
+    append = out.append
     for hs in socks:
-        proto, family, state, laddr, lport, raddr, rport, _if, uid, _ino, _v6, _t, expires, tw, _c = hs.row
+        proto, family, state, laddr, lport, raddr, rport, ifindex, uid, inode, _v6, _t, expires, tw, _c = hs.row
+        dev = hs.device
+        a = addrs.get((family, laddr, dev))
+        if a is None:
+            host = endpoint_text(family, laddr, 1, dev)[:-2]
+            a = addrs[(family, laddr, dev)] = (esc(host)[:-1], esc(host.strip("[]")))
+        if rport:
+            b = addrs.get((family, raddr, dev))
+            if b is None:
+                host = endpoint_text(family, raddr, 1, dev)[:-2]
+                b = addrs[(family, raddr, dev)] = (esc(host)[:-1], esc(host.strip("[]")))
+            peer = f'{b[0]}:{rport}"'
+        else:
+            peer = '"*"'
+        ends = f'{a[0]}:{lport or "*"}", "peer": {peer}, "local_address": {a[1]}'
+        head = statics.get((proto, family, state))
+        if head is None:
+            head = statics[(proto, family, state)] = (
+                f'{{"proto": {esc(proto)}, "family": "{"inet6" if family == 10 else "inet"}", '
+                f'"state": {esc(state_name(proto, state))}, "local": ')
+        note = hs.flags_note
+        n = strs.get(note)
+        if n is None:
+            n = strs[note] = esc(note)
+        d = strs.get(dev)
+        if d is None:
+            d = strs[dev] = esc(dev)
+        procs = []
+        for pid, fd, command in hs.holders:
+            pre = procs_of.get((pid, command))
+            if pre is None:
+                pre = procs_of[(pid, command)] = f'{{"pid": {pid}, "fd": '
+                procs_of[(pid, command, 1)] = f', "command": {"null" if command is None else esc(command)}}}'
+            procs.append(f"{pre}{fd}{procs_of[(pid, command, 1)]}")
+        append(f'{head}{ends}, "local_port": {lport}, "peer_port": {rport}, '
+               f'"uid": {"null" if tw else uid}, "inode": {inode or "null"}, "time_wait": {lit[tw]}, '
+               f'"timer_ms": {"null" if expires is None else expires}, "device": {d}, '
+               f'"ifindex": {ifindex or "null"}, "reuseaddr": {lit[hs.reuseaddr]}, '
+               f'"reuseport": {lit[hs.reuseport]}, "v6only": {lit[hs.v6only]}, '
+               f'"flags_unknown_because": {n}, "processes": [{", ".join(procs)}]}}')
+    return f'{{"source": {esc(source)}, "sockets": [{", ".join(out)}], "notes": {dumps(list(notes))}}}'
+
+
+LS_HEADER = ("PROTO", "STATE", "LOCAL", "PEER", "UID", "FLAGS", "TW-LEFT", "PROCESS")
+
+
+def _ls_columns(socks: Sequence[Any]) -> list[list[str]]:
+    """The ``ls`` table as columns (one list of cell texts per header), rows in ``socks``
+    order.  The hot loop of ``ls`` (one pass per socket): everything that repeats -- address
+    texts, state names, flag texts, ``pid/command`` -- is made once and looked up."""
+    from portspace.live import comm_of, endpoint_text, state_name
+    protos, states, locals_, peers, uids, flags, timers, procs = cols = [[] for _ in LS_HEADER]
+    addrs: dict[tuple, str] = {}   # (family, address, device) -> "127.0.0.1" / "[::1]"; ports vary
+    flag_texts: dict[tuple, str] = {}
+    state_texts: dict[tuple[str, int], str] = {}
+    who: dict[int, str] = {}       # pid -> "1234/nginx"
+    for hs in socks:
+        row = hs.row
+        proto, family, state, laddr, lport, raddr, rport, ifindex, uid, _ino, v6only, _t, expires, tw, _c = row
         dev = hs.device
         a = addrs.get((family, laddr, dev))
         if a is None:
             a = addrs[(family, laddr, dev)] = endpoint_text(family, laddr, 1, dev)[:-2]
-        local = f"{a}:{lport}"
+        locals_.append(f"{a}:{lport or '*'}")
         if rport:
             a = addrs.get((family, raddr, dev))
             if a is None:
                 a = addrs[(family, raddr, dev)] = endpoint_text(family, raddr, 1, dev)[:-2]
-            peer = f"{a}:{rport}"
+            peers.append(f"{a}:{rport}")
         else:
-            peer = "*"
-        st = states.get((proto, state))
+            peers.append("*")
+        st = state_texts.get((proto, state))
         if st is None:
-            st = states[(proto, state)] = state_name(proto, state)
+            st = state_texts[(proto, state)] = state_name(proto, state)
+        states.append(st)
+        protos.append(proto + "6" if family == 10 else proto)
         if tw:
-            timer = f"{expires / 1000:.1f}s" if expires is not None else "?"
-            owner = "-"
+            timers.append(f"{expires / 1000:.1f}s" if expires is not None else "?")
+            uids.append("-")
         else:
-            timer = "-"
-            owner = str(uid)
-        append([proto + ("6" if family == 10 else ""), st, local, peer, owner, _ls_flags(hs, flags), timer,
-                _procs_text(hs, comms)])
-    _table(rows, ["PROTO", "STATE", "LOCAL", "PEER", "UID", "FLAGS", "TW-LEFT", "PROCESS"], sys.stdout, style, 1)
-    _notes(snap.notes)
-    return 0
+            timers.append("-")
+            uids.append(str(uid))
+        # what flags_text() reads; IPV6_V6ONLY, when not reported, follows from the address
+        # (unknown for [::], off for ::ffff:a.b.c.d, on for any other)
+        key = (family, hs.reuseaddr, hs.reuseport, v6only, laddr == 0, laddr >> 32 == 0xFFFF, dev, ifindex)
+        f = flag_texts.get(key)
+        if f is None:
+            f = flag_texts[key] = (hs.flags_text().replace("SO_REUSEADDR", "reuseaddr")
+                                   .replace("SO_REUSEPORT", "reuseport").replace("IPV6_V6ONLY", "v6only"))
+        flags.append(f)
+        holders = hs.holders
+        if not holders:
+            procs.append("-" if tw else "?")
+            continue
+        if len(holders) == 1:
+            pid, fd, command = holders[0]
+            w = who.get(pid)
+            if w is None:
+                w = who[pid] = f"{pid}/{comm_of(command)}"
+            procs.append(f"{w} fd {fd}")
+            continue
+        # several fds of one process: fd 6+7; several processes: comma separated
+        fds_of: dict[int, list[int]] = {}
+        for pid, fd, command in holders:
+            fds_of.setdefault(pid, []).append(fd)
+            if pid not in who:
+                who[pid] = f"{pid}/{comm_of(command)}"
+        procs.append(",".join(f"{who[pid]} fd {'+'.join(map(str, fds))}" for pid, fds in fds_of.items()))
+    return cols
+
+
+def _columns_table(cols: list[list[str]], header: Sequence[str], out: TextIO, style: _Style,
+                   colour_col: int = -1) -> None:
+    """:func:`_table` for a table held as columns: each column padded by ``map(str.ljust)``
+    and the rows joined by ``map("  ".join, zip(...))`` -- loops in C, no per-row Python code
+    and no format-string parsing per row -- then one write.  Cells of the last column are never
+    empty, so no line has trailing blanks to strip."""
+    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(header, cols)]
+    last = len(header) - 1
+    if style.on and colour_col >= 0:
+        w = widths[colour_col]
+        cols = list(cols)
+        cols[colour_col] = [style(c, _STATE_COLOURS.get(c, "0")) + " " * (w - len(c)) for c in cols[colour_col]]
+    padded = [list(map(str.ljust, col, repeat(w))) for col, w in zip(cols[:last], widths)] + [cols[last]]
+    out.write(("  ".join(h.ljust(w) for h, w in zip(header[:last], widths)) + "  " + header[last]).rstrip() + "\n")
+    if cols[0]:
+        out.write("\n".join(map("  ".join, zip(*padded))))
+        out.write("\n")
 
 
 def _unconnected(row: Any) -> bool:
@@ -339,6 +443,7 @@ def _explain(args: argparse.Namespace, snapshot: Any) -> int:
         d = v.as_dict()
         d["source"] = snap.source
         d["notes"] = notes
+        import json
         json.dump(d, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return v.exit_code
@@ -404,6 +509,7 @@ def _ports(args: argparse.Namespace, snapshot: Any) -> int:
         d = rep.as_dict()
         d["source"] = snap.source
         d["notes"] = notes
+        import json
         json.dump(d, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0

@@ -10,12 +10,11 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
 from typing import Any, Sequence
 
-import portspace
+import portspace   # cheap: its names are imported on first use
 
 from . import _live, _scenarios
 
@@ -98,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         res = run_demo(args.seed)
         if args.json:
+            import json
             res.pop("tables_text")
             json.dump(res, sys.stdout, indent=2)
             print()

@@ -7,6 +7,10 @@ Theory of operation
 ``ROOT/<pid>/fd/*`` once (as ``ss -p``, netstat, lsof and psutil do) and returns, for each inode,
 *every* ``(pid, fd)`` holding it -- a socket shared by a forked worker pool has several holders
 (psutil keeps only the first).  A TIME_WAIT remnant has inode 0 and no holder, ever.
+:func:`scan_socket_fds` is the same walk for the snapshot: it matches each link *text* against
+the wanted sockets' texts (:func:`socket_link`), so the per-fd Python work is one membership
+test, and only hits are parsed.  At 16 000 socket fds the kernel's readlink and listdir are
+most of its cost; ``ss -p`` makes the same readlinks (and one getxattr per socket on top).
 
 Processes come and go during the scan: a pid directory that vanishes (ENOENT, ESRCH) is skipped
 and counted in ``vanished``; one whose fds we may not read (EACCES/EPERM: another user's process
@@ -25,9 +29,9 @@ writing.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from typing import Container
 
-__all__ = ["Holders", "scan_holders", "command_of", "read_sysctls", "SYSCTLS", "parse_socket_link",
+__all__ = ["Holders", "scan_holders", "FdScan", "scan_socket_fds", "socket_link", "command_of", "read_sysctls", "SYSCTLS", "parse_socket_link",
            "parse_cmdline", "parse_port_range", "parse_reserved_ports", "parse_capabilities",
            "caller_capabilities", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW"]
 
@@ -54,14 +58,21 @@ _SOCKET_PREFIX = "socket:["
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-@dataclass
 class Holders:
     """The result of :func:`scan_holders`."""
 
-    by_inode: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # inode -> [(pid, fd)]
-    scanned: int = 0                 # processes whose fd table was read
-    denied: list[int] = field(default_factory=list)   # pids whose fds could not be read
-    vanished: int = 0                # processes that exited during the scan
+    __slots__ = ("by_inode", "scanned", "denied", "vanished")
+
+    def __init__(self, by_inode: dict[int, list[tuple[int, int]]] | None = None, scanned: int = 0,
+                 denied: list[int] | None = None, vanished: int = 0) -> None:
+        self.by_inode: dict[int, list[tuple[int, int]]] = {} if by_inode is None else by_inode  # inode -> [(pid, fd)]
+        self.scanned = scanned                                   # processes whose fd table was read
+        self.denied: list[int] = [] if denied is None else denied  # pids whose fds could not be read
+        self.vanished = vanished                                 # processes that exited during the scan
+
+    def __repr__(self) -> str:
+        return (f"Holders(by_inode={self.by_inode!r}, scanned={self.scanned!r}, denied={self.denied!r}, "
+                f"vanished={self.vanished!r})")
 
     def pids(self, inode: int) -> list[int]:
         """The distinct pids holding ``inode``, in scan order."""
@@ -84,30 +95,59 @@ def parse_socket_link(target: str) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def scan_holders(root: str = "/proc", wanted: set[int] | frozenset[int] | None = None) -> Holders:
-    """Walk ``root/<pid>/fd`` and map socket inodes to ``(pid, fd)`` holders.
+def socket_link(inode: int) -> str:
+    """The fd link text of socket ``inode`` (the key :func:`scan_socket_fds` matches on).
+
+    >>> socket_link(186978)
+    'socket:[186978]'
+    """
+    return f"{_SOCKET_PREFIX}{inode}]"
+
+
+class FdScan:
+    """The result of :func:`scan_socket_fds`: for each process with at least one wanted socket,
+    ``(pid, [(link, fd), ...])`` in scan order (fds in the order the kernel lists them)."""
+
+    __slots__ = ("processes", "scanned", "denied", "vanished")
+
+    def __init__(self) -> None:
+        self.processes: list[tuple[int, list[tuple[str, int]]]] = []
+        self.scanned = 0
+        self.denied: list[int] = []
+        self.vanished = 0
+
+    def __repr__(self) -> str:
+        return (f"FdScan(processes={self.processes!r}, scanned={self.scanned!r}, denied={self.denied!r}, "
+                f"vanished={self.vanished!r})")
+
+
+def scan_socket_fds(root: str = "/proc", wanted: Container[str] | None = None) -> FdScan:
+    """Walk ``root/<pid>/fd`` once and find the fds whose link is a socket.
 
     Args:
         root: the procfs root.
-        wanted: only record these inodes (all sockets when None).  Every process is still
-            scanned: which one holds an inode cannot be known in advance.
+        wanted: only these links (``socket:[INODE]``, see :func:`socket_link`); every socket
+            when None.  Matching the link text against a set (or dict) needs no parsing per fd:
+            the walk's Python work is one membership test per fd and one ``int()`` per hit.
 
-    The reader's own process is scanned like any other: a program may inspect its own sockets.
+    Per process, the links are read in one comprehension; when one readlink fails (the fd was
+    closed between listdir and readlink, or the process exited) that process is read again fd
+    by fd, skipping the failed ones.  The kernel's readlink and listdir are most of the cost
+    (at 16 000 socket fds: ~2 us per readlink, ~1 us per listed fd on a small VM).
     """
-    out = Holders()
-    by_inode = out.by_inode
+    out = FdScan()
+    processes = out.processes
     try:
         entries = os.listdir(root)
     except OSError:
         return out
-    readlink = os.readlink
-    prefix_len = len(_SOCKET_PREFIX)
+    join = os.path.join
     for name in entries:
         if not name.isdigit():
             continue
         pid = int(name)
         try:
-            dfd = os.open(os.path.join(root, name, "fd"), _DIR_FLAGS)
+            dfd = os.open(join(root, name, "fd"), _DIR_FLAGS)
         except PermissionError:
             out.denied.append(pid)
             continue
@@ -124,28 +164,59 @@ def scan_holders(root: str = "/proc", wanted: set[int] | frozenset[int] | None =
                 out.vanished += 1
                 continue
             out.scanned += 1
-            # the hot loop (one pass per fd of every process): parse_socket_link inlined
-            for fd_name in fds:
-                try:
-                    target = readlink(fd_name, dir_fd=dfd)
-                except OSError:
-                    continue  # the fd was closed meanwhile, or the process exited
-                if target[:prefix_len] != _SOCKET_PREFIX:
-                    continue
-                try:
-                    inode = int(target[prefix_len:-1])
-                    fd = int(fd_name)
-                except ValueError:
-                    continue
-                if target[-1] != "]" or (wanted is not None and inode not in wanted):
-                    continue
-                holders = by_inode.get(inode)
-                if holders is None:
-                    by_inode[inode] = [(pid, fd)]
-                else:
-                    holders.append((pid, fd))
+            readlink = os.readlink   # looked up here: tests replace it
+            try:
+                links = [readlink(f, dir_fd=dfd) for f in fds]
+            except OSError:
+                links = []
+                kept = []
+                for f in fds:
+                    try:
+                        links.append(readlink(f, dir_fd=dfd))
+                        kept.append(f)
+                    except OSError:
+                        continue
+                fds = kept
+            if wanted is None:
+                hits = [(t, f) for f, t in zip(fds, links)
+                        if t[:8] == _SOCKET_PREFIX and t[-1:] == "]" and t[8:-1].isdigit()]
+            else:
+                hits = [(t, f) for f, t in zip(fds, links) if t in wanted]
+            if hits:
+                pairs = []
+                for t, f in hits:
+                    if f.isdigit():
+                        pairs.append((t, int(f)))
+                if pairs:
+                    processes.append((pid, pairs))
         finally:
             os.close(dfd)
+    return out
+
+
+def scan_holders(root: str = "/proc", wanted: set[int] | frozenset[int] | None = None) -> Holders:
+    """Walk ``root/<pid>/fd`` and map socket inodes to ``(pid, fd)`` holders
+    (:func:`scan_socket_fds`, with inodes instead of link texts).
+
+    Args:
+        root: the procfs root.
+        wanted: only record these inodes (all sockets when None).  Every process is still
+            scanned: which one holds an inode cannot be known in advance.
+
+    The reader's own process is scanned like any other: a program may inspect its own sockets.
+    """
+    scan = scan_socket_fds(root, None if wanted is None else {socket_link(i) for i in wanted})
+    out = Holders(scanned=scan.scanned, denied=scan.denied, vanished=scan.vanished)
+    by_inode = out.by_inode
+    cut = len(_SOCKET_PREFIX)
+    for pid, pairs in scan.processes:
+        for link, fd in pairs:
+            inode = int(link[cut:-1])
+            holders = by_inode.get(inode)
+            if holders is None:
+                by_inode[inode] = [(pid, fd)]
+            else:
+                holders.append((pid, fd))
     return out
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 
 from ._rows import SockRow
 from ..model._addr import AF_INET, AF_INET6
@@ -44,13 +43,18 @@ FILES = {("tcp", AF_INET): "net/tcp", ("tcp", AF_INET6): "net/tcp6",
 USER_HZ = 100
 
 
-@dataclass
 class Parsed:
     """Rows parsed from one or more files, and one message per line that could not be parsed
     (or file that could not be read)."""
 
-    rows: list[SockRow] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    __slots__ = ("rows", "errors")
+
+    def __init__(self, rows: list[SockRow] | None = None, errors: list[str] | None = None) -> None:
+        self.rows: list[SockRow] = [] if rows is None else rows
+        self.errors: list[str] = [] if errors is None else errors
+
+    def __repr__(self) -> str:
+        return f"Parsed(rows={self.rows!r}, errors={self.errors!r})"
 
 
 def _word(text: str, byteorder: str) -> int:

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._procfs import CAP_NET_BIND_SERVICE
+from ._rows import state_name
 from ._snapshot import FLAG_NAMES, NOT_READ, Assumption, HostSocket, Snapshot, load, never, read_flags
 from ..model._addr import AF_INET, AF_INET6, format_ipv6
 from ..model._errors import Op
@@ -168,13 +169,31 @@ class HostReason:
     others: list[HostSocket] = field(default_factory=list)   # more blockers, same rule, not described
 
     def others_by_holder(self) -> list[tuple[str, str, int]]:
-        """``(holder, state, count)`` of :attr:`others`, most first."""
+        """``(holder, state, count)`` of :attr:`others`, most first.  Computed once (a busy port
+        has thousands of others; the text and JSON output ask several times)."""
+        cached = self.__dict__.get("_by_holder")
+        if cached is not None and cached[0] == len(self.others):
+            return cached[1]
         counts: dict[tuple[str, str], int] = {}
+        names: dict[tuple, str] = {}     # (pid, command) of the first holder -> "pid 12 (nginx)"
         for hs in self.others:
-            holder = hs.label().rsplit(" fd ", 1)[0] if hs.holders else ("no process" if hs.row.tw else "not visible")
-            k = (holder, hs.row.state_text)
+            holders = hs.holders
+            if holders:
+                h = holders[0]
+                holder = names.get((h.pid, h.command))
+                if holder is None:
+                    holder = names[(h.pid, h.command)] = hs.label().rsplit(" fd ", 1)[0]
+            else:
+                holder = "no process" if hs.row.tw else "not visible"
+            k = (holder, hs.row.proto, hs.row.state)
             counts[k] = counts.get(k, 0) + 1
-        return sorted(((h, st, n) for (h, st), n in counts.items()), key=lambda x: (-x[2], x[0], x[1]))
+        by_state: dict[tuple[str, str], int] = {}
+        for (holder, proto, state), n in counts.items():
+            k2 = (holder, state_name(proto, state))
+            by_state[k2] = by_state.get(k2, 0) + n
+        out = sorted(((h, st, n) for (h, st), n in by_state.items()), key=lambda x: (-x[2], x[0], x[1]))
+        self.__dict__["_by_holder"] = (len(self.others), out)
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "spec": self.spec, "message": self.message, "fixes": self.fixes,
@@ -381,14 +400,13 @@ def _blockers(case: Case) -> list[HostSocket]:
     """Every socket that blocks in this case (described or not), in order, without repeats."""
     if case.ok:
         return []
-    out: list[HostSocket] = []
-    seen: set[int] = set()
+    out: dict[int, HostSocket] = {}    # by identity, first occurrence first
     for r in case.reasons:
-        for b in ([r.blocker] if r.blocker is not None else []) + r.others:
-            if id(b) not in seen:
-                seen.add(id(b))
-                out.append(b)
-    return out
+        if r.blocker is not None:
+            out.setdefault(id(r.blocker), r.blocker)
+        # update() keeps a key's first position; its value is the same object anyway
+        out.update(zip(map(id, r.others), r.others))
+    return list(out.values())
 
 
 def _flags_text(items: list[tuple[HostSocket, str]], shown: int = 3) -> str:

@@ -19,7 +19,7 @@ Rule 1: :func:`decode_links` and :func:`decode_addrs` are pure; :func:`read` doe
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import _netlink
 from ..model._addr import AF_INET, AF_INET6
@@ -37,16 +37,14 @@ _IFINFO = struct.Struct("=BxHiII")   # family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBi")    # family, prefixlen, flags, scope, index
 
 
-@dataclass(frozen=True)
-class Link:
+class Link(NamedTuple):
     name: str
     ifindex: int
     loopback: bool
     up: bool
 
 
-@dataclass(frozen=True)
-class Addr:
+class Addr(NamedTuple):
     family: int
     addr: int
     plen: int
@@ -54,11 +52,21 @@ class Addr:
     usable: bool = True   # False: tentative or failed duplicate address detection
 
 
-@dataclass
 class Interfaces:
-    links: list[Link] = field(default_factory=list)
-    addrs: list[Addr] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    """Devices, addresses, and one line per message that could not be decoded.  (Plain
+    classes and NamedTuples in ``live/``, not dataclasses: ``portspace ls`` does not pay for
+    importing ``dataclasses`` and ``inspect``.)"""
+
+    __slots__ = ("links", "addrs", "errors")
+
+    def __init__(self, links: list[Link] | None = None, addrs: list[Addr] | None = None,
+                 errors: list[str] | None = None) -> None:
+        self.links: list[Link] = [] if links is None else links
+        self.addrs: list[Addr] = [] if addrs is None else addrs
+        self.errors: list[str] = [] if errors is None else errors
+
+    def __repr__(self) -> str:
+        return f"Interfaces(links={self.links!r}, addrs={self.addrs!r}, errors={self.errors!r})"
 
 
 def decode_links(data: bytes | memoryview, out: Interfaces | None = None) -> Interfaces:

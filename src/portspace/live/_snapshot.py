@@ -35,8 +35,9 @@ Kernel facts used here:
 """
 from __future__ import annotations
 
+import gc
+import operator
 import os
-from dataclasses import dataclass, field
 from typing import Callable, Iterable, NamedTuple
 
 from . import _procfs, _procnet, _rtnl, _sockdiag
@@ -59,17 +60,25 @@ class Holder(NamedTuple):
     command: str | None
 
 
-@dataclass(eq=False, slots=True)
 class HostSocket:
     """A socket of the host (or a TIME_WAIT remnant) with what is known about it.  Compared by
-    identity: two remnants can have equal fields."""
+    identity: two remnants can have equal fields.  (A plain slotted class, not a dataclass: a
+    snapshot makes one per socket, 20 000 of them for ``ls``.)"""
 
-    row: SockRow
-    holders: list[Holder] = field(default_factory=list)
-    reuseaddr: bool | None = None
-    reuseport: bool | None = None
-    flags_note: str | None = None     # why the reuse flags are unknown
-    device: str | None = None         # name of the bound device (row.ifindex)
+    __slots__ = ("row", "holders", "reuseaddr", "reuseport", "flags_note", "device")
+
+    def __init__(self, row: SockRow, holders: list[Holder] | None = None, reuseaddr: bool | None = None,
+                 reuseport: bool | None = None, flags_note: str | None = None, device: str | None = None) -> None:
+        self.row = row
+        self.holders: list[Holder] = [] if holders is None else holders
+        self.reuseaddr = reuseaddr
+        self.reuseport = reuseport
+        self.flags_note = flags_note      # why the reuse flags are unknown
+        self.device = device              # name of the bound device (row.ifindex)
+
+    def __repr__(self) -> str:
+        return (f"HostSocket(row={self.row!r}, holders={self.holders!r}, reuseaddr={self.reuseaddr!r}, "
+                f"reuseport={self.reuseport!r}, flags_note={self.flags_note!r}, device={self.device!r})")
 
     @property
     def v6only(self) -> bool | None:
@@ -180,23 +189,32 @@ def comm_of(command: str | None) -> str:
     return first.rsplit("/", 1)[-1] or first
 
 
-@dataclass
 class Snapshot:
     """What :func:`take` read (see the module header)."""
 
-    sockets: list[HostSocket]
-    source: str                               # "sock_diag" or "/proc/net"
-    sysctls: dict[str, str]
-    links: list[_rtnl.Link]
-    addrs: list[_rtnl.Addr]
-    notes: list[str]
-    protos: tuple[str, ...]
-    ports: tuple[int, int] | None             # the local-port window read (None: all)
-    euid: int
-    caps: int | None                          # the reader's effective capabilities
-    scanned: int = 0                          # processes whose fds were read
-    denied: list[int] = field(default_factory=list)
-    _groups: dict = field(default_factory=dict, repr=False)   # load()'s cache, per protocol
+    _FIELDS = ("sockets", "source", "sysctls", "links", "addrs", "notes", "protos", "ports", "euid", "caps",
+               "scanned", "denied")
+
+    def __init__(self, sockets: list[HostSocket], source: str, sysctls: dict[str, str], links: list[_rtnl.Link],
+                 addrs: list[_rtnl.Addr], notes: list[str], protos: tuple[str, ...], ports: tuple[int, int] | None,
+                 euid: int, caps: int | None, scanned: int = 0, denied: list[int] | None = None) -> None:
+        self.sockets = sockets
+        self.source = source                  # "sock_diag" or "/proc/net"
+        self.sysctls = sysctls
+        self.links = links
+        self.addrs = addrs
+        self.notes = notes
+        self.protos = protos
+        self.ports = ports                    # the local-port window read (None: all)
+        self.euid = euid
+        self.caps = caps                      # the reader's effective capabilities
+        self.scanned = scanned                # processes whose fds were read
+        self.denied: list[int] = [] if denied is None else denied
+        self._groups: dict = {}               # load()'s cache, per protocol
+        self.ordered = False                  # sockets in ROW_ORDER (take(ordered=True))
+
+    def __repr__(self) -> str:
+        return "Snapshot(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self._FIELDS) + ")"
 
     def groups(self, proto: str) -> dict[tuple, list[HostSocket]]:
         """The ``proto`` sockets the model holds (request sockets and portless rows left out),
@@ -232,10 +250,14 @@ class Snapshot:
 
 FlagPolicy = Callable[[SockRow], bool]
 
+ROW_ORDER = operator.itemgetter(0, 4, 1, 3, 2, 5, 6)
+"""The order of :attr:`Snapshot.sockets` with ``take(ordered=True)``: protocol, local port,
+family, local address, state, remote address, remote port (the order ``portspace ls`` prints)."""
+
 
 def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None = None, *,
          root: str = "/proc", source: str = "auto", processes: bool = True,
-         read_flags: bool | FlagPolicy = True) -> Snapshot:
+         read_flags: bool | FlagPolicy = True, ordered: bool = False) -> Snapshot:
     """Read the host (see the module header).
 
     Args:
@@ -249,8 +271,22 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
             or those for which the predicate on the row is true.  The others are marked
             :data:`NOT_READ` (unknown); :func:`read_flags` reads them later, and ``explain()``
             does so for the few that matter.
+        ordered: sockets in :data:`ROW_ORDER` (``ls``'s order) rather than the kernel's dump
+            order (listeners first, which explanations keep: they name the main blocker first).
     """
-    protos = tuple(protos)
+    # the cyclic GC is paused while the snapshot is built (as ``portspace ls`` does for its
+    # whole run): tens of thousands of acyclic containers would trigger full collections
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _take(tuple(protos), ports, root, source, processes, read_flags, ordered)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _take(protos: tuple[str, ...], ports: tuple[int, int] | None, root: str, source: str, processes: bool,
+          read_flags: bool | FlagPolicy, ordered: bool) -> Snapshot:
     notes: list[str] = []
     rows: list[SockRow] = []
     used = source
@@ -291,14 +327,20 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
                if n not in sysctls]
     if missing:
         notes.append("unreadable sysctls (model defaults used): " + ", ".join(missing))
-    socks = [HostSocket(r, device=by_index.get(r.ifindex) if r.ifindex else None) for r in rows]
+    if ordered:
+        rows.sort(key=ROW_ORDER)   # a C key on the row tuples: cheaper here than on HostSockets later
+    if by_index and any(r.ifindex for r in rows):
+        socks = [HostSocket(r, device=by_index.get(r.ifindex) if r.ifindex else None) for r in rows]
+    else:
+        socks = list(map(HostSocket, rows))
     snap = Snapshot(socks, "sock_diag" if used == "sock_diag" else "/proc/net", sysctls, links, addrs, notes,
                     protos, ports, os.geteuid(), _procfs.caller_capabilities(root))
+    snap.ordered = ordered
     if processes:
         # The walk comes after the dump; a socket closed in between shows no holder (either
         # order has such a race).  Running the walk in a thread during the dump was measured:
         # no gain (both halves need the GIL between their syscalls).
-        _attribute(snap, root, _procfs.scan_holders(root))
+        _attribute(snap, root)
     else:
         for hs in socks:
             if not hs.row.tw:
@@ -311,29 +353,42 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
     return snap
 
 
-def _attribute(snap: Snapshot, root: str, holders: _procfs.Holders) -> None:
-    snap.scanned = holders.scanned
-    snap.denied = holders.denied
-    commands: dict[int, str | None] = {}
+def _attribute(snap: Snapshot, root: str) -> None:
+    """Find the holders of every socket with an inode: one walk of ``root/<pid>/fd`` matching
+    link texts (``socket:[INODE]``) against the snapshot's sockets, no parsing per fd."""
+    link = _procfs.socket_link
+    held = [hs for hs in snap.sockets if hs.row.inode]
+    want = {link(hs.row.inode): hs for hs in held}
+    twins: dict[str, list[HostSocket]] = {}
+    if len(want) < len(held):   # one socket in two rows (it moved between tables during the dump)
+        for hs in held:
+            key = link(hs.row.inode)
+            if want[key] is not hs:
+                twins.setdefault(key, []).append(hs)
+    scan = _procfs.scan_socket_fds(root, want)
+    snap.scanned = scan.scanned
+    snap.denied = scan.denied
+    command_of = _procfs.command_of
+    new = tuple.__new__   # Holder(...) without NamedTuple's Python-level __new__
+    for pid, pairs in scan.processes:
+        command = command_of(pid, root)
+        for key, fd in pairs:
+            want[key].holders.append(new(Holder, (pid, fd, command)))
+        if twins:
+            for key, fd in pairs:
+                for hs in twins.get(key, ()):
+                    hs.holders.append(Holder(pid, fd, command))
     unattributed = 0
-    for hs in snap.sockets:
-        if not hs.row.inode:
-            continue
-        found = holders.by_inode.get(hs.row.inode)
-        if not found:
+    for hs in held:
+        if not hs.holders:
             unattributed += 1
             hs.flags_note = "no visible process holds it"
-            continue
-        for pid, fd in found:
-            if pid not in commands:
-                commands[pid] = _procfs.command_of(pid, root)
-            hs.holders.append(Holder(pid, fd, commands[pid]))
-    if holders.denied:
+    if scan.denied:
         who = "not root" if snap.euid != 0 else "denied"
-        snap.notes.append(f"could not read the fds of {_count(len(holders.denied), 'process', 'processes')} ({who}); "
+        snap.notes.append(f"could not read the fds of {_count(len(scan.denied), 'process', 'processes')} ({who}); "
                           f"their sockets show no process and unknown flags")
-    if holders.vanished:
-        snap.notes.append(f"{_count(holders.vanished, 'process', 'processes')} exited during the scan")
+    if scan.vanished:
+        snap.notes.append(f"{_count(scan.vanished, 'process', 'processes')} exited during the scan")
     if unattributed:
         snap.notes.append(f"{_count(unattributed, 'socket')} without a visible holder (another user's process, "
                           "a process in another pid namespace, or one that just exited)")
@@ -362,12 +417,15 @@ def read_flags(snap: Snapshot, sockets: Iterable[HostSocket]) -> None:
     failures: dict[str, int] = {}
     snap._groups.clear()
     with FlagReader() as reader:
+        read = reader.read
         for hs in sockets:
-            if not hs.holders:
+            holders = hs.holders
+            if not holders:
                 continue
+            row = hs.row
             why = None
-            for h in hs.holders:
-                ra, rp, why = reader.read(h.pid, h.fd, hs.row.inode)
+            for pid, fd, _command in holders:
+                ra, rp, why = read(pid, fd, row.inode, row.cookie, row.family)
                 if why is None:
                     hs.reuseaddr, hs.reuseport, hs.flags_note = ra, rp, None
                     break

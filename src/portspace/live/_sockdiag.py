@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass, field
 from typing import Iterable
 
 from . import _netlink
@@ -66,12 +65,17 @@ _LISTEN, _CLOSE = 10, 7
 _BC_OP = struct.Struct("=BBH")             # struct inet_diag_bc_op { u8 code; u8 yes; u16 no; }
 
 
-@dataclass
 class Decoded:
     """The result of :func:`decode`: the rows, and what could not be decoded (one line each)."""
 
-    rows: list[SockRow] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    __slots__ = ("rows", "errors")
+
+    def __init__(self, rows: list[SockRow] | None = None, errors: list[str] | None = None) -> None:
+        self.rows: list[SockRow] = [] if rows is None else rows
+        self.errors: list[str] = [] if errors is None else errors
+
+    def __repr__(self) -> str:
+        return f"Decoded(rows={self.rows!r}, errors={self.errors!r})"
 
 
 def port_filter(lo: int, hi: int) -> bytes:
@@ -107,6 +111,62 @@ def decode(data: bytes | memoryview, proto: str, out: Decoded | None = None) -> 
     buffer itself instead of using the generic iterators of ``_netlink``, and reads attributes
     only where one is needed: IPV6_V6ONLY of AF_INET6 sockets in LISTEN or CLOSE."""
     out = out if out is not None else Decoded()
+    n = len(data)
+    if n >= 16:
+        length = _FIRST.unpack_from(data, 0)[0]
+        if length >= 16 + _MSG_SIZE and length % 4 == 0 and n % length == 0 and _uniform(data, length):
+            _decode_uniform(data, length, proto, out)
+            return out
+    return _decode_general(data, proto, out)
+
+
+# The fast path.  A dump datagram is, in practice, a run of messages of one length (124 bytes
+# each for TCP sockets on 6.18, 20 000 sockets in ~65 datagrams); the last one ends with
+# NLMSG_DONE and takes the general path.  Such a run is read by two ``iter_unpack`` passes in C:
+# native byte order for the header and the host-order fields, big-endian for ports and
+# addresses (no ntohs/ntohl per field).  Messages that need their attributes (IPV6_V6ONLY of
+# AF_INET6 sockets in LISTEN or CLOSE) or that are not inet_diag messages are decoded one by
+# one by the general path, in place.
+_FIRST = struct.Struct("=I")
+_fast_structs: dict[int, tuple[struct.Struct, struct.Struct, struct.Struct]] = {}
+
+
+def _structs(length: int) -> tuple[struct.Struct, struct.Struct, struct.Struct]:
+    st = _fast_structs.get(length)
+    if st is None:
+        pad = length - 16 - _MSG_SIZE
+        st = _fast_structs[length] = (
+            struct.Struct(f"=IH{length - 6}x"),                               # nlmsg_len, nlmsg_type
+            struct.Struct(f"=16xBBBB36xIIIIIIII{pad}x"),                      # family..retrans, if, cookie, ...
+            struct.Struct(f">20xHHQQQQ{length - 56}x"))                       # sport, dport, src, dst
+    return st
+
+
+def _uniform(data: bytes | memoryview, length: int) -> bool:
+    return set(_structs(length)[0].iter_unpack(data)) == {(length, SOCK_DIAG_BY_FAMILY)}
+
+
+def _decode_uniform(data: bytes | memoryview, length: int, proto: str, out: Decoded) -> None:
+    _hdr, native, big = _structs(length)
+    append = out.rows.append
+    new_row = tuple.__new__
+    row_type = SockRow
+    for i, ((family, state, timer, _retrans, ifindex, c0, c1, expires, _rq, _wq, uid, inode),
+            (sport, dport, s_hi, s_lo, d_hi, d_lo)) in enumerate(zip(native.iter_unpack(data), big.iter_unpack(data))):
+        if family == AF_INET:
+            laddr, raddr = s_hi >> 32, d_hi >> 32
+        elif family == AF_INET6 and state != _LISTEN and state != _CLOSE:
+            laddr, raddr = (s_hi << 64) | s_lo, (d_hi << 64) | d_lo
+        else:   # attributes to read, or an unknown family: the general path, this message only
+            off = i * length
+            _decode_general(data[off:off + length], proto, out)
+            continue
+        append(new_row(row_type, (proto, family, state, laddr, sport, raddr, dport, ifindex, uid, inode, None, timer,
+                                  expires if timer else None, timer == 3 and inode == 0, c0 | (c1 << 32))))
+
+
+def _decode_general(data: bytes | memoryview, proto: str, out: Decoded) -> Decoded:
+    """:func:`decode` message by message (any mix of lengths and types)."""
     rows = out.rows
     append = rows.append
     unpack = _MSG.unpack_from
