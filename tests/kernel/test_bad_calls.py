@@ -23,6 +23,8 @@ from socket import (AF_INET, AF_INET6, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP, IP
                     SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET)
 from typing import Any, Callable
 
+IP_LOCAL_PORT_RANGE = 51  # linux/in.h (not in Python 3.11's socket module)
+
 import pytest
 
 from portspace.live import KernelNamespace, KernelSocket
@@ -108,6 +110,15 @@ def sockopt_then_get(mk: Callable, level: int, opt: int, *value: Any) -> Callabl
         s = mk(ns)
         call(s, "setsockopt", level, opt, *value)
         return call(s, "getsockopt", level, opt)
+    return run
+
+
+def sockopt_get_buf(mk: Callable, level: int, opt: int, value: int, buflen: int) -> Callable:
+    """setsockopt(level, opt, value), then getsockopt(level, opt, buflen)."""
+    def run(ns):
+        s = mk(ns)
+        call(s, "setsockopt", level, opt, value)
+        return call(s, "getsockopt", level, opt, buflen)
     return run
 
 
@@ -736,6 +747,33 @@ CASES = [
     P(sysctl("net.ipv4.ip_unprivileged_port_start", "abc"), id="sysctl-not-a-number"),
     P(sysctl("net.ipv4.ip_unprivileged_port_start", 70000), id="sysctl-out-of-range"),
     P(sysctl("net.ipv4.ip_local_port_range", "0 10"), id="sysctl-range-zero"),
+
+    # -- issue 4's bad input: IP_LOCAL_PORT_RANGE lengths and values, connect() targets ----------
+    P(method(tcp4, "setsockopt", IPPROTO_IP, IP_LOCAL_PORT_RANGE, b"\x01\x02"), id="port-range-short"),
+    P(method(tcp4, "setsockopt", IPPROTO_IP, IP_LOCAL_PORT_RANGE, b"\x00" * 3), id="port-range-3-bytes"),
+    P(method(tcp4, "setsockopt", IPPROTO_IP, IP_LOCAL_PORT_RANGE, b"\x00" * 8), id="port-range-8-bytes"),
+    P(sockopt_then_get(tcp4, IPPROTO_IP, IP_LOCAL_PORT_RANGE, 40000 | (30000 << 16)), id="port-range-reversed"),
+    P(sockopt_then_get(tcp4, IPPROTO_IP, IP_LOCAL_PORT_RANGE, 0xFFFFFFFF), id="port-range-all-ones"),
+    P(sockopt_then_get(udp4, IPPROTO_IP, IP_LOCAL_PORT_RANGE, 50000), id="port-range-low-half-only"),
+    P(sockopt_then_get(tcp6, IPPROTO_IP, IP_LOCAL_PORT_RANGE, 50000 << 16), id="port-range-v6-high-half"),
+    P(method(tcp4, "setsockopt", IPPROTO_IP, IP_LOCAL_PORT_RANGE, -1), id="port-range-int-minus-1"),
+    P(method(tcp4, "getsockopt", IPPROTO_IP, IP_LOCAL_PORT_RANGE, 2), id="port-range-get-short"),
+    P(sockopt_get_buf(tcp4, IPPROTO_IP, IP_LOCAL_PORT_RANGE, 50000, 3), id="port-range-get-3-of-50000"),
+    P(sockopt_get_buf(tcp4, IPPROTO_IP, IP_LOCAL_PORT_RANGE, 0x7FFF0001, 2), id="port-range-get-2-of-big"),
+    P(sockopt_get_buf(tcp4, IPPROTO_IP, IP_LOCAL_PORT_RANGE, 100, 2), id="port-range-get-2-of-100"),
+    P(method(tcp4, "getsockopt", IPPROTO_IP, IP_LOCAL_PORT_RANGE, 8), id="port-range-get-long"),
+    P(method(tcp4, "connect", ("127.0.0.1", 0)), id="connect-tcp-port-0"),
+    P(method(udp4, "connect", ("127.0.0.1", 0)), id="connect-udp-port-0"),
+    P(method(udp4, "connect", ("255.255.255.255", 9)), id="connect-udp-broadcast-EACCES"),
+    P(method(tcp4, "connect", ("255.255.255.255", 9)), id="connect-tcp-broadcast-ENETUNREACH"),
+    P(method(udp4, "connect", ("127.255.255.255", 9)), id="connect-udp-subnet-broadcast"),
+    P(method(tcp4, "connect", ("224.0.0.1", 9)), id="connect-tcp-multicast"),
+    P(method(tcp4, "connect", ("::1", 9)), id="connect-tcp4-to-ipv6"),
+    P(method(udp4, "connect", ("::1", 9)), id="connect-udp4-to-ipv6"),
+    P(method(tcp6, "connect", ("127.0.0.1", 9)), id="connect-tcp6-to-ipv4-text"),
+    P(method(tcp6, "connect", ("::1", 9, 0, 0, 0)), id="connect-tcp6-5-tuple"),
+    P(method(tcp4, "connect", ("127.0.0.1",)), id="connect-1-tuple"),
+    P(method(tcp4, "connect_ex", ("127.0.0.1", 70000)), id="connect-ex-port-overflow"),
     P(sysctl("net.ipv4.no_such_sysctl", "1"), id="sysctl-write-unknown"),
     P(sysctl("net.ipv4.no_such_sysctl"), id="sysctl-read-unknown"),
 ]

@@ -525,16 +525,13 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
             elif opt in MCAST_OPTS:
                 return self.mcast_getsockopt(sk, opt, buflen)
             elif opt == IP_LOCAL_PORT_RANGE:
-                # do_ip_getsockopt: a u32, optlen must be >= 4 ... copies exactly 4 bytes
-                if buflen < 4:
-                    raise refuse(Op.GETSOCKOPT, proto, Cause.INVALID)
-                return sk.port_range.to_bytes(4, "little")
+                v = sk.port_range  # an int like the others [V probe: buflen 1-3 as below]
             else:
                 raise OutOfScope(f"getsockopt(IPPROTO_IP, {opt}) is not modelled by portspace")
             # do_ip_getsockopt: a short buffer gets one byte when the value fits in a char
             if 0 < buflen < 4 and 0 <= v <= 255:
                 return bytes([v])
-            return v.to_bytes(4, "little", signed=True)[:max(buflen, 0)]
+            return (v & 0xFFFFFFFF).to_bytes(4, "little")[:max(buflen, 0)]
         if level == IPPROTO_IPV6:
             if sk.family != AF_INET6:
                 # tcp/udp_getsockopt -> ip_getsockopt: a level other than SOL_IP is EOPNOTSUPP
