@@ -31,7 +31,7 @@ from portspace.diff import outcome
 from portspace.live import probe
 
 from ..conftest import make_ns
-from .test_lockstep import Pair, Program, Step, kernel_ns
+from .test_lockstep import Lockstep, Pair, Program, Step, kernel_ns
 
 pytestmark = pytest.mark.kernel
 
@@ -77,18 +77,7 @@ class ConnectLockstep(RuleBasedStateMachine):
             self.expect(mo == ko, line, mo, ko, me)
         return mo, ko
 
-    def expect(self, ok: bool, line: str, mo: str, ko: str, me: BaseException | None = None,
-               note: str = "") -> None:
-        if ok:
-            return
-        msg = [f"model and kernel disagree at: {line}" + (f" ({note})" if note else ""),
-               f"    - model:  {mo}", f"    + kernel: {ko}"]
-        reasons = getattr(me, "reasons", None) if me is not None else None
-        if reasons:
-            msg.append("      model's reasons: " + str(reasons).replace("\n", "\n      "))
-        msg.append("the program (outcomes after '->' are the kernel's):")
-        msg.append(self.program.text())
-        raise AssertionError("\n".join(msg))
+    expect = Lockstep.expect  # the same (-model, +kernel) report with the whole program
 
     def live(self) -> list[Pair]:
         return [p for p in self.pairs if not p.closed]
