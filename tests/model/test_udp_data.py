@@ -26,6 +26,23 @@ STEPS = {
         r recvfrom                      -> b'zero' from 127.0.0.1:eph
         r recvfrom                      -> EAGAIN
     """,
+    "receive side shut down: a non-blocking recvfrom still says EAGAIN (found by the UDP lockstep)": """
+        r = udp4 nonblock
+        r bind 127.0.0.1 21010          -> OK
+        r shutdown rd                   -> ENOTCONN
+        r recvfrom                      -> EAGAIN
+        s = udp4
+        s sendto 127.0.0.1 21010 late   -> 4
+        r recvfrom                      -> b'late' from 127.0.0.1:eph
+    """,
+    "connected to a v4-mapped peer with port 0: an IPv6 send is EINVAL, IPv4 sends (found by the UDP lockstep)": """
+        a = udp6 nonblock
+        a connect ::ffff:127.0.0.1 0    -> OK
+        a send                          -> EINVAL
+        b = udp4 nonblock
+        b connect 127.0.0.1 0           -> OK
+        b send                          -> 1
+    """,
     "an address on a connected socket is allowed": """
         r = udp4 nonblock
         r bind 127.0.0.1 21001

@@ -130,6 +130,10 @@ class DatagramOps:
                 raise refuse(Op.SENDTO, Proto.UDP, Cause.DEST_ADDR_REQUIRED)
             daddr = sk.daddr if sk.family == AF_INET else sk.v6_daddr
             dport, scope = sk.dport, 0
+            if dport == 0 and sk.family == AF_INET6 and v6_is_mapped(daddr):
+                # udpv6_sendmsg hands a v4-mapped peer to udp_sendmsg as an explicit address,
+                # and udp_sendmsg refuses port 0 there [V udp lockstep]
+                raise refuse(Op.SENDTO, Proto.UDP, Cause.INVALID)
         if sk.shut & 2:
             raise refuse(Op.SENDTO, Proto.UDP, Cause.SEND_SHUTDOWN)
         v6 = sk.family == AF_INET6 and not v6_is_mapped(daddr)
@@ -222,7 +226,9 @@ class DatagramOps:
             raise self._udp_pending_error(sk, Op.RECV)
         q = sk.rcv_queue
         if not q:
-            if sk.shut & 1:
+            # __skb_wait_for_more_packets: only a call that would wait sees RCV_SHUTDOWN (0 bytes,
+            # no address); a non-blocking one gets EAGAIN first [V udp lockstep]
+            if sk.shut & 1 and not (nonblock or flags & MSG_DONTWAIT):
                 return b"", None
             return None
         if flags & MSG_PEEK:
