@@ -241,7 +241,9 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         EADDRNOTAVAIL [V `ip addr del`: "ipv4: Address not found"].  Deleting a primary that
         has secondaries (promoted or deleted with it, per ``promote_secondaries``) and deleting
         one of two entries of the same address (the kernel keeps routes still used by the
-        other) raise OutOfScope."""
+        other) raise OutOfScope.  Not modelled: an established connection over A keeps
+        exchanging data in the model, while the kernel no longer delivers its segments (no
+        route), probed on 6.18."""
         dev = self._device(devname)
         entry = next((e for e in self.v4_addrs if e[0] == addr and e[1] == plen and e[2] == dev.ifindex), None)
         if entry is None:
