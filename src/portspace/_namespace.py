@@ -5,7 +5,7 @@ Theory of operation
 A :class:`Namespace` owns a pure kernel model (``model._netns.NetNS``: tables, sysctls,
 devices) and hands out :class:`~portspace.Socket` objects whose methods have the stdlib's names,
 signatures and exceptions.  It adds what ``ip``, ``sysctl`` and ``seteuid`` do on a real host:
-``add_address``, ``add_device``, ``sysctl`` and ``user``.  Nothing here does I/O, reads a clock
+``add_address``, ``del_address``, ``add_device``, ``sysctl`` and ``user``.  Nothing here does I/O, reads a clock
 or draws randomness: the RNG is injected (``rng=`` or ``seed=``).
 
 The same surface is offered by :class:`portspace.live.KernelNamespace` on real sockets in a
@@ -71,6 +71,27 @@ def _select_timeout(value: Any) -> int | None:
     if ns < 0:
         raise ValueError("timeout must be non-negative")
     return ns
+
+
+def _parse_cidr(cidr: str) -> tuple[int | None, int | None, int]:
+    """``"A[/plen]"`` -> (IPv4 int or None, IPv6 int or None, plen); no plen means a host
+    address (/32, /128).  ValueError for malformed text, TypeError for a non-str."""
+    if not isinstance(cidr, str):
+        raise TypeError(f"cidr must be str, not {type(cidr).__name__}")
+    text, _, plen_text = cidr.partition("/")
+    v4 = parse_ipv4(text) if text.count(".") == 3 else None
+    if v4 is not None:
+        plen = int(plen_text) if plen_text else 32
+        if not 0 <= plen <= 32:
+            raise ValueError(f"bad prefix length in {cidr!r}")
+        return v4, None, plen
+    v6 = parse_ipv6(text)
+    if v6 is None:
+        raise ValueError(f"not an IPv4 or IPv6 address: {cidr!r}")
+    plen = int(plen_text) if plen_text else 128
+    if not 0 <= plen <= 128:
+        raise ValueError(f"bad prefix length in {cidr!r}")
+    return None, v6, plen
 
 
 @dataclass(frozen=True)
@@ -169,21 +190,23 @@ class Namespace:
     def add_address(self, cidr: str, dev: str = "lo") -> None:
         """Like ``ip addr add CIDR dev DEV`` (IPv6 addresses are usable at once, as with
         ``nodad``).  Raises ValueError for malformed text, OSError ENODEV / EEXIST."""
-        text, _, plen_text = cidr.partition("/")
-        v4 = parse_ipv4(text) if text.count(".") == 3 else None
+        v4, v6, plen = _parse_cidr(cidr)
         if v4 is not None:
-            plen = int(plen_text) if plen_text else 32
-            if not 0 <= plen <= 32:
-                raise ValueError(f"bad prefix length in {cidr!r}")
             self._kernel.add_address_v4(v4, plen, dev)
-            return
-        v6 = parse_ipv6(text)
-        if v6 is None:
-            raise ValueError(f"not an IPv4 or IPv6 address: {cidr!r}")
-        plen = int(plen_text) if plen_text else 128
-        if not 0 <= plen <= 128:
-            raise ValueError(f"bad prefix length in {cidr!r}")
-        self._kernel.add_address_v6(v6, plen, dev)
+        else:
+            self._kernel.add_address_v6(v6, plen, dev)
+
+    def del_address(self, cidr: str, dev: str = "lo") -> None:
+        """Like ``ip addr del CIDR dev DEV`` (no prefix length: /32 or /128, as for
+        ``add_address``): the address and its local/broadcast routes go; sockets bound to it
+        stay bound, as on Linux.  Raises ValueError for malformed text, OSError ENODEV, or
+        EADDRNOTAVAIL when that address/prefix is not on the device; ``OutOfScope`` for a
+        primary IPv4 address that has secondaries (promote_secondaries)."""
+        v4, v6, plen = _parse_cidr(cidr)
+        if v4 is not None:
+            self._kernel.del_address_v4(v4, plen, dev)
+        else:
+            self._kernel.del_address_v6(v6, plen, dev)
 
     def add_device(self, name: str) -> None:
         """Like ``ip link add NAME type dummy; ip link set NAME up``: a device to bind to."""

@@ -57,7 +57,7 @@ SOCKET_OPS = {
     "error": (0, 0), "port": (0, 0), "linger": (2, 2), "set": (2, 2), "get": (1, 1),
     "send": (0, 1), "sendto": (2, 3), "recv": (0, 0), "join": (1, 2),
 }
-NS_OPS = {"addr": (1, 2), "device": (1, 1), "sysctl": (1, 2), "sleep": (1, 1), "advance": (1, 1),
+NS_OPS = {"addr": (1, 2), "deladdr": (1, 2), "device": (1, 1), "sysctl": (1, 2), "sleep": (1, 1), "advance": (1, 1),
           "drain": (1, 64)}
 TOP_KEYS = {"title", "about", "source", "sockets", "steps", "claims", "differences"}
 STEP_KEYS = {"do", "expect", "label", "note"}

@@ -27,8 +27,9 @@ getpeername() as ``host:port`` with a default-range ephemeral port shown as ``ep
 multicast: ``join GROUP [IFADDR]`` / ``join mreqn GROUP IFINDEX`` / ``leave ...``
 (IP_ADD/DROP_MEMBERSHIP), ``srcjoin|srcleave|block|unblock GROUP IFADDR SOURCE`` (source
 filters); ``ns cpu N`` (the CPU the next calls run on).  Namespace steps: ``ns addr
-CIDR [DEV]``, ``ns device NAME``, ``ns sysctl NAME [VALUE]``, ``ns sleep SECONDS`` (alias ``ns
-advance``: the model's virtual clock; real time on the kernel), ``ns drain S1 S2 ...`` (read every
+CIDR [DEV]``, ``ns deladdr CIDR [DEV]`` (``ip addr del``: bound sockets stay bound), ``ns device
+NAME``, ``ns sysctl NAME [VALUE]``, ``ns sleep SECONDS`` (alias ``ns advance``: the model's
+virtual clock; real time on the kernel), ``ns drain S1 S2 ...`` (read every
 queued datagram of the named sockets without blocking; the outcome ``K of N sockets, D
 datagram(s)`` says how many of them received any, independent of which one: the reuseport hash key
 differs between runs).  A trailing ``as=UID`` runs the
@@ -213,6 +214,8 @@ def _run_step(ns: Any, socks: dict[str, Any], st: Step) -> StepResult:
             with _as(ns, st.uid):
                 if st.op == "addr":
                     return ns.add_address(st.args[0], *(st.args[1:2] or ("lo",)))
+                if st.op == "deladdr":
+                    return ns.del_address(st.args[0], *(st.args[1:2] or ("lo",)))
                 if st.op == "device":
                     return ns.add_device(st.args[0])
                 if st.op in ("sleep", "advance"):

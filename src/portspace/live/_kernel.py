@@ -297,6 +297,25 @@ class _ChildServer:
             args.append("nodad")  # skip duplicate address detection: usable at once, not "tentative"
         self._ip(*args)
 
+    def op_del_address(self, cidr: str, dev: str) -> None:
+        # no prefix length: a host address, as the model reads it (`ip addr del` alone would do
+        # a "wildcard deletion" of any prefix length)
+        if "/" not in cidr:
+            cidr += "/128" if ":" in cidr else "/32"
+        try:
+            self._ip("addr", "del", cidr, "dev", dev)
+        except RuntimeError as e:
+            # the errno behind iproute2's messages: inet_rtm_deladdr / inet6_addr_del answer
+            # EADDRNOTAVAIL ("Address not found"); an unknown device is ENODEV (ip checks first)
+            text = str(e)
+            for needle, code in (("ddress not found", errno.EADDRNOTAVAIL),
+                                 ("Cannot assign requested address", errno.EADDRNOTAVAIL),
+                                 ("Cannot find device", errno.ENODEV),
+                                 ("No such device", errno.ENODEV)):
+                if needle in text:
+                    raise OSError(code, os.strerror(code)) from None
+            raise
+
     def op_add_device(self, name: str) -> None:
         self._ip("link", "add", name, "type", "bridge")
         self._ip("link", "set", name, "up")
@@ -628,6 +647,14 @@ class KernelNamespace:
         if not isinstance(cidr, str) or not isinstance(dev, str):
             raise TypeError("cidr and dev must be str")
         self._request("add_address", cidr, dev)
+
+    def del_address(self, cidr: str, dev: str = "lo") -> None:
+        """Like ``ip addr del CIDR dev DEV`` inside the namespace (no prefix length: /32 or
+        /128).  OSError EADDRNOTAVAIL / ENODEV as the kernel answers (iproute2's message
+        mapped back to the errno)."""
+        if not isinstance(cidr, str) or not isinstance(dev, str):
+            raise TypeError("cidr and dev must be str")
+        self._request("del_address", cidr, dev)
 
     def add_device(self, name: str) -> None:
         """Like ``ip link add NAME type bridge; ip link set NAME up``: a port-less bridge,

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Rule 1: this class is the ONLY place model state changes, and only through methods named after
 the syscall (or netlink / sysctl call) they model: ``socket``, ``setsockopt``, ``bind``,
-``listen``, ``close``, ``add_address``, ``add_device``, ``sysctl_write``.  Helpers that only
+``listen``, ``close``, ``add_address``, ``del_address``, ``add_device``, ``sysctl_write``.  Helpers that only
 read are nouns or ``is_``/``has_`` questions.
 Rule 2: decisions come from ``_rules.py``; errnos from ``_errors.py``; explanations from
 ``_explain.py``.  This file sequences the checks in kernel order (spec §3.1, §4) and keeps the
@@ -229,6 +229,64 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
                 self.routes.append(Route(prefix | (~mask & 0xFFFFFFFF), 32, RTN_BROADCAST, dev.ifindex, src))
         self.routes.sort(key=lambda r: -r.plen)
         self._type_cache.clear()
+
+    def del_address_v4(self, addr: int, plen: int, devname: str) -> None:
+        """``ip addr del A/plen dev D`` (``devinet.c: inet_rtm_deladdr`` + ``fib_frontend.c:
+        fib_del_ifaddr``): the address and exactly the routes ``add_address_v4`` made for it go
+        away.  Sockets bound to A stay bound (Linux never revisits them) [V probe on 6.18:
+        getsockname of a bound, a listening and a connected socket unchanged after the
+        delete; bind() to A then fails EADDRNOTAVAIL, connect() to A ENETUNREACH].
+
+        An address that is not there (same address, prefix length and device) gives
+        EADDRNOTAVAIL [V `ip addr del`: "ipv4: Address not found"].  Deleting a primary that
+        has secondaries (promoted or deleted with it, per ``promote_secondaries``) and deleting
+        one of two entries of the same address (the kernel keeps routes still used by the
+        other) raise OutOfScope.  Not modelled: an established connection over A keeps
+        exchanging data in the model, while the kernel no longer delivers its segments (no
+        route), probed on 6.18."""
+        dev = self._device(devname)
+        entry = next((e for e in self.v4_addrs if e[0] == addr and e[1] == plen and e[2] == dev.ifindex), None)
+        if entry is None:
+            raise refuse(Op.NETLINK, Proto.ANY, Cause.ADDR_NOT_LOCAL)
+        mask = _mask(plen)
+        prefix = addr & mask
+        secondary = entry[3]
+        if not secondary and any(e[3] and e[2] == dev.ifindex and e[1] == plen and (e[0] & mask) == prefix
+                                 for e in self.v4_addrs):
+            raise OutOfScope("deleting a primary IPv4 address that has secondaries "
+                             "(promote_secondaries) is not modelled")
+        if any(e is not entry and e[0] == addr for e in self.v4_addrs):
+            raise OutOfScope("deleting one of two configured entries of the same IPv4 address is not modelled")
+        src = addr
+        if secondary:
+            src = next(a for a, p, i, sec in self.v4_addrs
+                       if not sec and i == dev.ifindex and p == plen and (a & mask) == prefix)
+        # the routes add_address_v4 appended for this entry, same formula
+        made: list[tuple[list[Route], tuple[int, int, str, int, int]]] = [
+            (self.routes, (addr, 32, RTN_LOCAL, dev.ifindex, src))]
+        if prefix != 0 and not secondary and (prefix != addr or plen < 32):
+            if dev.loopback:
+                made.append((self.routes, (prefix, plen, RTN_LOCAL, dev.ifindex, src)))
+            else:
+                made.append((self.main_routes, (prefix, plen, RTN_UNICAST, dev.ifindex, src)))
+            if plen < 31:
+                made.append((self.routes, (prefix | (~mask & 0xFFFFFFFF), 32, RTN_BROADCAST, dev.ifindex, src)))
+        self.v4_addrs.remove(entry)
+        for table, key in made:
+            for k, r in enumerate(table):
+                if (r.prefix, r.plen, r.kind, r.ifindex, r.prefsrc) == key:
+                    del table[k]
+                    break
+        self._type_cache.clear()
+
+    def del_address_v6(self, addr: int, plen: int, devname: str) -> None:
+        """``ip addr del X/plen dev D``: EADDRNOTAVAIL if X/plen is not on D [V `ip addr del`:
+        "ipv6: address not found"]; sockets bound to X stay bound."""
+        dev = self._device(devname)
+        entry = next((e for e in self.v6_addrs if e[0] == addr and e[1] == plen and e[2] == dev.ifindex), None)
+        if entry is None:
+            raise refuse(Op.NETLINK, Proto.ANY, Cause.ADDR_NOT_LOCAL)
+        self.v6_addrs.remove(entry)
 
     def add_address_v6(self, addr: int, plen: int, devname: str) -> None:
         """``ip addr add X/plen dev D nodad``."""
