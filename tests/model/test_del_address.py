@@ -180,3 +180,30 @@ def test_bad_input(arg, exc):
     ns = portspace.Namespace(seed=1)
     with pytest.raises(exc):
         ns.del_address(arg)
+
+
+def test_send_over_a_deleted_address_is_refused_not_guessed():
+    """On 6.18 a connection over a deleted address accepts send() and never delivers the data;
+    the model says so (OutOfScope) instead of delivering it.  Model only: the kernel side would
+    be a recv that waits forever."""
+    import socket
+
+    import portspace
+    ns = portspace.Namespace(seed=1)
+    ns.add_address("192.168.1.100/32")
+    lst = ns.socket()
+    lst.bind(("192.168.1.100", 7000))
+    lst.listen()
+    c = ns.socket()
+    c.connect(("192.168.1.100", 7000))
+    a, _ = lst.accept()
+    assert c.send(b"before") == 6 and a.recv(10) == b"before"
+    ns.del_address("192.168.1.100/32")
+    for s in (c, a):
+        with pytest.raises(portspace.OutOfScope, match="address was deleted"):
+            s.send(b"after")
+    u = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 7001))
+    assert u.sendto(b"x", ("127.0.0.1", 7001)) == 1  # sockets on other addresses are unaffected
+    for s in (c, a, lst, u):
+        s.close()

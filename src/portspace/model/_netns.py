@@ -241,9 +241,9 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         EADDRNOTAVAIL [V `ip addr del`: "ipv4: Address not found"].  Deleting a primary that
         has secondaries (promoted or deleted with it, per ``promote_secondaries``) and deleting
         one of two entries of the same address (the kernel keeps routes still used by the
-        other) raise OutOfScope.  Not modelled: an established connection over A keeps
-        exchanging data in the model, while the kernel no longer delivers its segments (no
-        route), probed on 6.18."""
+        other) raise OutOfScope.  Not modelled: data on a connection over A (the kernel
+        accepts a send() and never delivers it, no route, probed on 6.18): such sockets raise
+        OutOfScope on send (``_mark_addr_gone``)."""
         dev = self._device(devname)
         entry = next((e for e in self.v4_addrs if e[0] == addr and e[1] == plen and e[2] == dev.ifindex), None)
         if entry is None:
@@ -278,6 +278,16 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
                     del table[k]
                     break
         self._type_cache.clear()
+        self._mark_addr_gone(lambda sk: (sk.family == AF_INET or v6_is_mapped(sk.v6_rcv_saddr))
+                             and addr in (sk.rcv_saddr, sk.daddr) and (sk.dport or sk.tcp and sk.state != CLOSE))
+
+    def _mark_addr_gone(self, uses: Callable[[Sock], bool]) -> None:
+        """Connected sockets over a deleted address: on 6.18 a send() there is accepted but its
+        data never arrives (no route) [V probe]; the model refuses to guess what follows
+        (``sendmsg`` raises OutOfScope for them)."""
+        for sk in self.socks.values():
+            if uses(sk):
+                sk.addr_gone = True
 
     def del_address_v6(self, addr: int, plen: int, devname: str) -> None:
         """``ip addr del X/plen dev D``: EADDRNOTAVAIL if X/plen is not on D [V `ip addr del`:
@@ -287,6 +297,8 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
         if entry is None:
             raise refuse(Op.NETLINK, Proto.ANY, Cause.ADDR_NOT_LOCAL)
         self.v6_addrs.remove(entry)
+        self._mark_addr_gone(lambda sk: sk.family == AF_INET6 and addr in (sk.v6_rcv_saddr, sk.v6_daddr)
+                             and (sk.dport or sk.tcp and sk.state != CLOSE))
 
     def add_address_v6(self, addr: int, plen: int, devname: str) -> None:
         """``ip addr add X/plen dev D nodad``."""
@@ -1128,6 +1140,9 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
     def sendmsg(self, sk: Sock, data: bytes, flags: int, dest: Any, nonblock: bool) -> int | None:
         """send()/sendto(): ``dest`` is ``(addr, port, flowinfo, scope_id)`` or None.  Returns
         the bytes sent, or None where the call would block."""
+        if sk.addr_gone:
+            raise OutOfScope("sending on a connection whose local or peer address was deleted (Linux accepts "
+                             "the data and never delivers it)")
         if sk.tcp:
             return self.tcp_sendmsg(sk, data, flags, dest, nonblock)
         return self.udp_sendmsg(sk, data, flags, dest, nonblock)

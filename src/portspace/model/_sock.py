@@ -47,6 +47,7 @@ class Sock:
     err = 0                 # sk_err (an errno number, reported once)
     listened = False        # has been a listener (a former listener never connects: EINVAL)
     syn_sent = False        # has sent a SYN (such a socket never listens: EINVAL)
+    addr_gone = False       # connected over an address that was deleted (sendmsg: OutOfScope)
     v4_ops = False          # a TCP/IPv6 socket that sent a SYN to a v4-mapped address (ipv6_mapped ops)
     # local binding
     num = 0                 # inet_num: the port held (0: none)
