@@ -24,8 +24,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule, \
-    run_state_machine_as_test
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
 
 from portspace.diff import outcome
 from portspace.live import probe
@@ -285,11 +284,7 @@ class ConnectLockstep(RuleBasedStateMachine):
         pair.auto = (m[1], k[1])
         pair.bound = True
 
-    @invariant()
-    def consistent(self) -> None:
-        self.model.check_invariants()
-        m, k = self.model.socket_count(), self.kernel.socket_count()
-        self.expect(m == k, "socket_count()", str(m), str(k), note="open sockets")
+    consistent = Lockstep.consistent  # invariant: model invariants, same open-socket count
 
 
 def test_connect_lockstep_model_vs_kernel() -> None:
