@@ -35,6 +35,18 @@ STEPS = {
         s sendto 127.0.0.1 21010 late   -> 4
         r recvfrom                      -> b'late' from 127.0.0.1:eph
     """,
+    "a v4-mapped source cannot send to a native IPv6 address: EAFNOSUPPORT (found by the UDP lockstep)": """
+        a = udp6 nonblock
+        a bind ::ffff:127.0.0.1 21011   -> OK
+        b = udp6 nonblock
+        b bind ::1 21012                -> OK
+        a sendto ::1 21012              -> EAFNOSUPPORT
+        b sendto ::ffff:127.0.0.1 0     -> ENETUNREACH
+        b sendto ::1 0                  -> EINVAL
+        a sendto 2001:db8::1 21012      -> ENETUNREACH
+        a sendto ::ffff:127.0.0.1 21011 -> 1
+        a recvfrom                      -> b'x' from [::ffff:127.0.0.1]:21011
+    """,
     "connected to a v4-mapped peer with port 0: an IPv6 send is EINVAL, IPv4 sends (found by the UDP lockstep)": """
         a = udp6 nonblock
         a connect ::ffff:127.0.0.1 0    -> OK

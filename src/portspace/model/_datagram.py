@@ -123,6 +123,10 @@ class DatagramOps:
             raise refuse(Op.SENDTO, Proto.UDP, Cause.MESSAGE_TOO_LONG)
         if dest is not None:
             daddr, dport, _flow, scope = dest
+            if sk.family == AF_INET6 and sk.v6only and v6_is_mapped(daddr):
+                # udpv6_sendmsg: a v4-mapped destination on an IPv6-only socket (IPV6_V6ONLY, or
+                # bound to a native address) is ENETUNREACH before udp_sendmsg looks at the port
+                raise refuse(Op.SENDTO, Proto.UDP, Cause.NET_UNREACHABLE)
             if dport == 0:
                 raise refuse(Op.SENDTO, Proto.UDP, Cause.INVALID)
         else:
@@ -146,6 +150,9 @@ class DatagramOps:
                     raise OutOfScope("sending to an IPv6 multicast address with devices other than lo")
                 raise refuse(Op.SENDTO, Proto.UDP, Cause.NET_UNREACHABLE)
             daddr, saddr, kind = self.route_v6(daddr, sk.v6_rcv_saddr, sk.bound_dev, False, scope)  # type: ignore[attr-defined]
+            if v6_is_mapped(sk.v6_rcv_saddr):
+                # ip6_dst_lookup_tail: a v4-mapped source reaches only IPv4 [V udp lockstep]
+                raise refuse(Op.SENDTO, Proto.UDP, Cause.MAPPED_SOURCE_NATIVE_DEST)
             limit = 65527
         else:
             if sk.family == AF_INET6:
