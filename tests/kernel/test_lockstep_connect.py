@@ -47,7 +47,11 @@ SETTINGS = settings(settings.default, max_examples=60 if os.environ.get("HYPOTHE
                     deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
-class ConnectLockstep(RuleBasedStateMachine):
+class PairMachine(RuleBasedStateMachine):
+    """What the connect and UDP lockstep machines share: a model and a kernel namespace with the
+    standard setup, sockets in pairs (one per side), each step run on both and compared, and
+    the rules every socket takes (close, SO_ERROR)."""
+
     socks = Bundle("socks")
 
     def __init__(self) -> None:
@@ -56,14 +60,10 @@ class ConnectLockstep(RuleBasedStateMachine):
         self.model = make_ns("model")
         self.pairs: list[Pair] = []
         self.program = Program()
-        for ns in (self.model, self.kernel):
-            ns.sysctl("net.ipv4.tcp_tw_reuse", "0")
-        self.program.steps.append(Step("ns sysctl net.ipv4.tcp_tw_reuse 0", "OK", "OK"))
 
     def teardown(self) -> None:
         self.kernel.close()
 
-    # -- one step on both sides ---------------------------------------------------------------
     def both(self, line: str, fn: Any, pair: Pair | None = None, exact: bool = True) -> tuple[str, str]:
         results = [outcome(lambda side=side, ns=ns: fn(ns, pair, side))
                    for side, ns in (("model", self.model), ("kernel", self.kernel))]
@@ -77,9 +77,37 @@ class ConnectLockstep(RuleBasedStateMachine):
         return mo, ko
 
     expect = Lockstep.expect  # the same (-model, +kernel) report with the whole program
+    consistent = Lockstep.consistent  # invariant: model invariants, same open-socket count
 
     def live(self) -> list[Pair]:
         return [p for p in self.pairs if not p.closed]
+
+    @rule(pair=socks)
+    def close(self, pair: Pair) -> None:
+        self.both(f"{pair.name} close", lambda ns, p, side: getattr(p, side).close(), pair)
+        pair.closed = True
+
+    @rule(pair=socks)
+    def error(self, pair: Pair) -> None:
+        self.both(f"{pair.name} error",
+                  lambda ns, p, side: getattr(p, side).getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), pair)
+
+
+def run_pair_machine(machine: type[RuleBasedStateMachine]) -> None:
+    reason = probe()
+    if reason is not None:
+        pytest.skip(f"live kernel namespace unavailable: {reason}")
+    run_state_machine_as_test(machine, settings=SETTINGS)
+
+
+class ConnectLockstep(PairMachine):
+    socks = PairMachine.socks
+
+    def __init__(self) -> None:
+        super().__init__()
+        for ns in (self.model, self.kernel):
+            ns.sysctl("net.ipv4.tcp_tw_reuse", "0")
+        self.program.steps.append(Step("ns sysctl net.ipv4.tcp_tw_reuse 0", "OK", "OK"))
 
     # -- sockets -------------------------------------------------------------------------------
     def new_pair(self, kind: str, opts: list[str]) -> Pair | None:
@@ -223,16 +251,6 @@ class ConnectLockstep(RuleBasedStateMachine):
                   lambda ns, p, side: getattr(p, side).shutdown(how), pair)
 
     @rule(pair=socks)
-    def close(self, pair: Pair) -> None:
-        self.both(f"{pair.name} close", lambda ns, p, side: getattr(p, side).close(), pair)
-        pair.closed = True
-
-    @rule(pair=socks)
-    def error(self, pair: Pair) -> None:
-        self.both(f"{pair.name} error",
-                  lambda ns, p, side: getattr(p, side).getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), pair)
-
-    @rule(pair=socks)
     def peer(self, pair: Pair) -> None:
         got: dict[str, Any] = {}
 
@@ -284,11 +302,7 @@ class ConnectLockstep(RuleBasedStateMachine):
         pair.auto = (m[1], k[1])
         pair.bound = True
 
-    consistent = Lockstep.consistent  # invariant: model invariants, same open-socket count
 
 
 def test_connect_lockstep_model_vs_kernel() -> None:
-    reason = probe()
-    if reason is not None:
-        pytest.skip(f"live kernel namespace unavailable: {reason}")
-    run_state_machine_as_test(ConnectLockstep, settings=SETTINGS)
+    run_pair_machine(ConnectLockstep)

@@ -13,33 +13,24 @@ port as ``eph``.
 """
 from __future__ import annotations
 
-import os
 import socket
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, multiple, precondition, rule, \
-    run_state_machine_as_test
+from hypothesis.stateful import initialize, multiple, precondition, rule
 
-from portspace.diff import outcome
 from portspace.diff._script import _ephemeral_masked
-from portspace.live import probe
 
-from ..conftest import make_ns
-from .test_lockstep import Lockstep, Pair, Program, Step, kernel_ns
+from .test_lockstep import Pair
+from .test_lockstep_connect import PairMachine, run_pair_machine
 
 pytestmark = pytest.mark.kernel
 
 PORTS = (6000, 6001, 0)
 HOSTS = {"udp4": ("127.0.0.1", "127.0.0.2", "0.0.0.0"),
          "udp6": ("::ffff:127.0.0.1", "::", "::1", "::ffff:0.0.0.0")}
-MAX_SOCKETS = 6
-SETTINGS = settings(settings.default,
-                    max_examples=60 if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci" else settings.default.max_examples,
-                    stateful_step_count=30, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+MAX_SOCKETS = 6  # the settings (60 programs of up to 30 steps in CI) are the connect lockstep's
 
 
 def _masked(value: Any) -> str:
@@ -48,29 +39,8 @@ def _masked(value: Any) -> str:
     return f"{data!r} from {'nobody' if src is None else _ephemeral_masked(src)}"
 
 
-class UdpLockstep(RuleBasedStateMachine):
-    socks = Bundle("socks")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.kernel = kernel_ns()
-        self.model = make_ns("model")
-        self.pairs: list[Pair] = []
-        self.program = Program()
-
-    def teardown(self) -> None:
-        self.kernel.close()
-
-    expect = Lockstep.expect
-
-    def both(self, line: str, fn: Any, pair: Pair | None = None) -> tuple[str, str]:
-        results = [outcome(lambda side=side, ns=ns: fn(ns, pair, side))
-                   for side, ns in (("model", self.model), ("kernel", self.kernel))]
-        (mo, me), (ko, _) = results
-        self.program.steps.append(Step(line, mo, ko, me))
-        assume(not mo.startswith("OutOfScope"))
-        self.expect(mo == ko, line, mo, ko, me)
-        return mo, ko
+class UdpLockstep(PairMachine):
+    socks = PairMachine.socks
 
     def new_pair(self, kind: str, reuse: bool) -> Pair | None:
         name = f"s{len(self.pairs)}"
@@ -155,21 +125,7 @@ class UdpLockstep(RuleBasedStateMachine):
     def shutdown(self, pair: Pair, how: int) -> None:
         self.both(f"{pair.name} shutdown {how}", lambda ns, p, side: getattr(p, side).shutdown(how), pair)
 
-    @rule(pair=socks)
-    def error(self, pair: Pair) -> None:
-        self.both(f"{pair.name} error",
-                  lambda ns, p, side: getattr(p, side).getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), pair)
-
-    @rule(pair=socks)
-    def close(self, pair: Pair) -> None:
-        self.both(f"{pair.name} close", lambda ns, p, side: getattr(p, side).close(), pair)
-        pair.closed = True
-
-    consistent = Lockstep.consistent  # invariant: model invariants, same open-socket count
 
 
 def test_udp_lockstep_model_vs_kernel() -> None:
-    reason = probe()
-    if reason is not None:
-        pytest.skip(f"live kernel namespace unavailable: {reason}")
-    run_state_machine_as_test(UdpLockstep, settings=SETTINGS)
+    run_pair_machine(UdpLockstep)
