@@ -98,6 +98,15 @@ SCENARIOS = {
         p = tcp4
         p connect 127.0.0.1 0 -> ECONNREFUSED
         p listen -> EINVAL
+        p name -> 0.0.0.0:eph
+        p bind 127.0.0.1 5029 -> EINVAL
+        q = tcp4
+        q bind 127.0.0.1 5030 -> OK
+        q connect 127.0.0.1 5999 -> ECONNREFUSED
+        q listen -> EINVAL
+        q name -> 127.0.0.1:5030
+        r = tcp4
+        r bind 127.0.0.1 5030 -> EADDRINUSE
         e = tcp4
         e connect 127.0.0.1 5027 -> OK
         e disconnect -> OK

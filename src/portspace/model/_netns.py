@@ -968,8 +968,6 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
             return
         if sk.state != CLOSE:
             raise refuse(Op.LISTEN, Proto.TCP, Cause.INVALID)
-        if sk.syn_sent:
-            raise refuse(Op.LISTEN, Proto.TCP, Cause.FORMER_CLIENT)
         sk.state = LISTEN
         try:
             if not sk.num:
@@ -978,6 +976,10 @@ class NetNS(ConnectOps, StreamOps, DatagramOps):
                     sk.v6_rcv_saddr = 0
                 sk.cov4, sk.cov6 = coverage(sk.family, sk.rcv_saddr, sk.v6_rcv_saddr, sk.v6only)
             self._tcp_get_port(sk, sk.num, Op.LISTEN)
+            if sk.syn_sent:
+                # refused after get_port: the port (autobound here if need be) is kept
+                # [V probe: a refused client's listen() takes an odd-offset port, keeps it, EINVAL]
+                raise refuse(Op.LISTEN, Proto.TCP, Cause.FORMER_CLIENT)
         except OSError:
             sk.state = CLOSE
             raise
