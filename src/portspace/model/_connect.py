@@ -348,6 +348,11 @@ class ConnectOps:
                 raise OutOfScope("connect() to a native IPv6 address from a TCP/IPv6 socket that already sent a "
                                  "SYN to a v4-mapped address (Linux keeps the IPv4 transmit path; the SYN is lost)")
             new_saddr, new_v6, new_daddr, new_v6d = 0x7F000006, s6, 0, d6
+        if sk.shut & 2 and sk.num == dport and (new_saddr, new_v6) == (new_daddr, new_v6d):
+            # a self-connect (simultaneous open with itself) after shutdown(SHUT_WR): on 6.18
+            # connect() under a timeout returns at once and the socket never gets a peer; the
+            # model does not guess that handshake [found by the connect lockstep]
+            raise OutOfScope("connect() of a socket to its own address and port after shutdown(SHUT_WR)")
         # narrow a wildcard binding to the route's source (inet_bhash2_update_saddr, spec §2.2)
         old_addr = (sk.rcv_saddr, sk.v6_rcv_saddr)
         self._set_saddr(sk, new_saddr, new_v6)
