@@ -152,11 +152,11 @@ class ConnectOps:
             return V4MAPPED_PREFIX | 0x7F000001
         return daddr
 
-    def _v6_source_family(self, sk: Sock, proto: Proto) -> None:
+    def _v6_source_family(self, sk: Sock, proto: Proto, op: Op = Op.CONNECT) -> None:
         """``ip6_dst_lookup_tail``, after the route was found: a v4-mapped source (including
         ``::ffff:0.0.0.0``) cannot send to a native IPv6 destination: EAFNOSUPPORT [V probe]."""
         if v6_is_mapped(sk.v6_rcv_saddr):
-            raise refuse(Op.CONNECT, proto, Cause.MAPPED_SOURCE_NATIVE_DEST)
+            raise refuse(op, proto, Cause.MAPPED_SOURCE_NATIVE_DEST)
 
     def route_v6(self, daddr: int, saddr: int, oif: int, tcp: bool, scope_id: int) -> tuple[int, int, str]:
         """IPv6 routing for connect(): ``::`` means ``::1``; a configured address is local and is

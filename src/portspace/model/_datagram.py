@@ -150,9 +150,7 @@ class DatagramOps:
                     raise OutOfScope("sending to an IPv6 multicast address with devices other than lo")
                 raise refuse(Op.SENDTO, Proto.UDP, Cause.NET_UNREACHABLE)
             daddr, saddr, kind = self.route_v6(daddr, sk.v6_rcv_saddr, sk.bound_dev, False, scope)  # type: ignore[attr-defined]
-            if v6_is_mapped(sk.v6_rcv_saddr):
-                # ip6_dst_lookup_tail: a v4-mapped source reaches only IPv4 [V udp lockstep]
-                raise refuse(Op.SENDTO, Proto.UDP, Cause.MAPPED_SOURCE_NATIVE_DEST)
+            self._v6_source_family(sk, Proto.UDP, Op.SENDTO)  # type: ignore[attr-defined]  # [V udp lockstep]
             limit = 65527
         else:
             if sk.family == AF_INET6:
