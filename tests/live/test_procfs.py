@@ -142,7 +142,8 @@ def test_parse_capabilities():
     assert _procfs.caller_capabilities("/nonexistent") is None
 
 
-def test_snapshot_attribution_by_link_text(root):
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "in-process"])
+def test_snapshot_attribution_by_link_text(root, fork):
     """_attribute matches fd links against the snapshot's sockets: every holder of each, a
     socket seen twice in one dump gets the holders on both rows, an unheld one is noted."""
     from portspace.live._rows import SockRow
@@ -152,9 +153,84 @@ def test_snapshot_attribution_by_link_text(root):
         return HostSocket(SockRow("tcp", 2, 10, 0x7F000001, lport, 0, 0, 0, 0, inode, None, 0, None, False))
     shared, twin, single, unheld = hs(1111, 80), hs(1111, 80), hs(3333, 81), hs(4444, 82)
     snap = Snapshot([shared, single, twin, unheld, hs(0, 83)], "sock_diag", {}, [], [], [], ("tcp",), None, 0, 0)
-    _attribute(snap, str(root))
+    walk = _procfs.BackgroundScan(str(root), fork=fork)
+    assert walk.forked is fork
+    _attribute(snap, *walk.result())
     assert sorted(shared.holders) == sorted(twin.holders) == [(100, 3, "nginx: master process"), (101, 3, "nginx: worker")]
     assert single.holders == [(101, 7, "nginx: worker")] and single.holders[0].command == "nginx: worker"
     assert unheld.holders == [] and unheld.flags_note == "no visible process holds it"
     assert snap.scanned == 3 and any("1 socket without a visible holder" in n for n in snap.notes)
     assert any("1 process exited during the scan" in n for n in snap.notes)
+
+
+def _fields(scan):
+    return scan.processes, scan.scanned, scan.denied, scan.vanished
+
+
+def test_background_scan_answers_as_the_walk_in_process(root):
+    """The forked walk returns what scan_socket_fds returns in the caller's process, with the
+    command line of every holder."""
+    walk = _procfs.BackgroundScan(str(root))
+    assert walk.forked
+    scan, commands = walk.result()
+    assert _fields(scan) == _fields(_procfs.scan_socket_fds(str(root)))
+    assert sorted((pid, sorted(pairs)) for pid, pairs in scan.processes) == [
+        (100, [("socket:[1111]", 3), ("socket:[2222]", 4)]), (101, [("socket:[1111]", 3), ("socket:[3333]", 7)])]
+    assert commands == {100: "nginx: master process", 101: "nginx: worker"}
+    assert walk.pid is None and walk.fd is None                          # reaped, pipe closed
+
+
+def test_background_scan_falls_back_when_the_child_fails(root, monkeypatch):
+    """A child that fails (here: its walk raises) leaves no trace: the caller walks itself."""
+    parent = os.getpid()
+    real = _procfs._scan_payload
+
+    def failing_in_child(root_, skip):
+        if os.getpid() != parent:
+            raise RuntimeError("child fails")
+        return real(root_, skip)
+    monkeypatch.setattr(_procfs, "_scan_payload", failing_in_child)
+    walk = _procfs.BackgroundScan(str(root))
+    assert walk.forked
+    scan, commands = walk.result()
+    assert _fields(scan) == _fields(_procfs.scan_socket_fds(str(root))) and commands[101] == "nginx: worker"
+
+
+def test_background_scan_does_not_fork_beside_other_threads(root):
+    import threading
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        walk = _procfs.BackgroundScan(str(root))
+        assert not walk.forked and walk.pid is None
+        assert _fields(walk.result()[0]) == _fields(_procfs.scan_socket_fds(str(root)))
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_background_scan_close_stops_an_unread_child(root):
+    walk = _procfs.BackgroundScan(str(root))
+    pid = walk.pid
+    walk.close()
+    assert walk.pid is None and walk.fd is None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)                                      # reaped, not a zombie
+
+
+def test_background_scan_child_is_not_a_holder():
+    """On the real /proc: the child holds copies of its parent's fds but never lists itself,
+    so a socket of this process has exactly one holder (an AF_UNIX pair: no port is taken)."""
+    a, b = __import__("socket").socketpair()
+    try:
+        link = _procfs.socket_link(os.fstat(a.fileno()).st_ino)
+        walk = _procfs.BackgroundScan("/proc")
+        assert walk.forked
+        scan, commands = walk.result()
+        holders = [(pid, fd) for pid, pairs in scan.processes for key, fd in pairs if key == link]
+        assert holders == [(os.getpid(), a.fileno())]
+        assert commands[os.getpid()]
+    finally:
+        a.close()
+        b.close()

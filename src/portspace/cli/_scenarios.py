@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from importlib import resources
 from typing import Any, Callable, TextIO
 
 from . import _live
@@ -129,12 +128,14 @@ def _kernel() -> Any:
 
 
 def example_names() -> list[str]:
+    from importlib import resources
     base = resources.files("portspace") / "examples"
     return sorted(p.name[:-5] for p in base.iterdir() if p.name.endswith(".json"))
 
 
 def load_example(name: str) -> Any:
     from portspace.diff import loads
+    from importlib import resources
     base = resources.files("portspace") / "examples"
     fname = name if name.endswith(".json") else name + ".json"
     f = base / fname

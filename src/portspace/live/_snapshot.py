@@ -287,6 +287,17 @@ def take(protos: Iterable[str] = ("tcp", "udp"), ports: tuple[int, int] | None =
 
 def _take(protos: tuple[str, ...], ports: tuple[int, int] | None, root: str, source: str, processes: bool,
           read_flags: bool | FlagPolicy, ordered: bool) -> Snapshot:
+    # the /proc fd walk starts first, in a child process, and runs during the dump
+    walk = _procfs.BackgroundScan(root) if processes else None
+    try:
+        return _take_with(walk, protos, ports, root, source, processes, read_flags, ordered)
+    finally:
+        if walk is not None:
+            walk.close()
+
+
+def _take_with(walk: _procfs.BackgroundScan | None, protos: tuple[str, ...], ports: tuple[int, int] | None, root: str,
+               source: str, processes: bool, read_flags: bool | FlagPolicy, ordered: bool) -> Snapshot:
     notes: list[str] = []
     rows: list[SockRow] = []
     used = source
@@ -336,11 +347,11 @@ def _take(protos: tuple[str, ...], ports: tuple[int, int] | None, root: str, sou
     snap = Snapshot(socks, "sock_diag" if used == "sock_diag" else "/proc/net", sysctls, links, addrs, notes,
                     protos, ports, os.geteuid(), _procfs.caller_capabilities(root))
     snap.ordered = ordered
-    if processes:
-        # The walk comes after the dump; a socket closed in between shows no holder (either
-        # order has such a race).  Running the walk in a thread during the dump was measured:
-        # no gain (both halves need the GIL between their syscalls).
-        _attribute(snap, root)
+    if walk is not None:
+        # The walk ran during the dump (BackgroundScan): a socket opened after its process's
+        # fds were read shows no holder, as one closed before them would (any order of the
+        # two reads has such a race; the kernel offers no atomic view of both).
+        _attribute(snap, *walk.result())
     else:
         for hs in socks:
             if not hs.row.tw:
@@ -353,9 +364,10 @@ def _take(protos: tuple[str, ...], ports: tuple[int, int] | None, root: str, sou
     return snap
 
 
-def _attribute(snap: Snapshot, root: str) -> None:
-    """Find the holders of every socket with an inode: one walk of ``root/<pid>/fd`` matching
-    link texts (``socket:[INODE]``) against the snapshot's sockets, no parsing per fd."""
+def _attribute(snap: Snapshot, scan: _procfs.FdScan, commands: dict[int, str | None]) -> None:
+    """Give every socket with an inode its holders, from a walk of ``/proc/<pid>/fd``
+    (:class:`~._procfs.BackgroundScan`: every socket fd, ``(link text, fd)`` per process),
+    matching link texts (``socket:[INODE]``) against the snapshot's sockets: no parsing per fd."""
     link = _procfs.socket_link
     held = [hs for hs in snap.sockets if hs.row.inode]
     want = {link(hs.row.inode): hs for hs in held}
@@ -365,15 +377,16 @@ def _attribute(snap: Snapshot, root: str) -> None:
             key = link(hs.row.inode)
             if want[key] is not hs:
                 twins.setdefault(key, []).append(hs)
-    scan = _procfs.scan_socket_fds(root, want)
     snap.scanned = scan.scanned
     snap.denied = scan.denied
-    command_of = _procfs.command_of
+    get = want.get
     new = tuple.__new__   # Holder(...) without NamedTuple's Python-level __new__
     for pid, pairs in scan.processes:
-        command = command_of(pid, root)
+        command = commands.get(pid)
         for key, fd in pairs:
-            want[key].holders.append(new(Holder, (pid, fd, command)))
+            hs = get(key)
+            if hs is not None:   # not a socket of this snapshot (another protocol, a netlink socket)
+                hs.holders.append(new(Holder, (pid, fd, command)))
         if twins:
             for key, fd in pairs:
                 for hs in twins.get(key, ()):
