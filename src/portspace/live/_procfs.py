@@ -56,6 +56,11 @@ SYSCTLS = (
     "net.ipv6.bindv6only",
 )
 
+try:   # the optional C accelerator (setup.py); scan_socket_fds is the reference
+    from ._speedups import walk as _walk_c
+except ImportError:   # pragma: no cover - depends on the build
+    _walk_c = None
+
 _SOCKET_PREFIX = "socket:["
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -320,6 +325,10 @@ def _may_fork() -> bool:
 
 
 def _scan_payload(root: str, skip: int | None) -> tuple:
+    if _walk_c is not None:   # the C accelerator's copy of scan_socket_fds(root, None, skip)
+        processes, scanned, denied, vanished = _walk_c(root, skip)
+        commands = {pid: command_of(pid, root) for pid, _pairs in processes}
+        return processes, scanned, denied, vanished, commands
     scan = scan_socket_fds(root, None, skip)
     commands = {pid: command_of(pid, root) for pid, _pairs in scan.processes}
     return scan.processes, scan.scanned, scan.denied, scan.vanished, commands

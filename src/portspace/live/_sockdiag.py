@@ -64,6 +64,11 @@ _ntohs, _ntohl = socket.ntohs, socket.ntohl
 _LISTEN, _CLOSE = 10, 7
 _BC_OP = struct.Struct("=BBH")             # struct inet_diag_bc_op { u8 code; u8 yes; u16 no; }
 
+try:   # the optional C accelerator (setup.py); the Python loops below give the same rows
+    from . import _speedups
+except ImportError:   # pragma: no cover - depends on the build
+    _speedups = None
+
 
 class Decoded:
     """The result of :func:`decode`: the rows, and what could not be decoded (one line each)."""
@@ -112,6 +117,8 @@ def decode(data: bytes | memoryview, proto: str, out: Decoded | None = None) -> 
     only where one is needed: IPV6_V6ONLY of AF_INET6 sockets in LISTEN or CLOSE."""
     out = out if out is not None else Decoded()
     n = len(data)
+    if _speedups is not None:
+        return _decode_c(data, proto, out)
     if n >= 16:
         length = _FIRST.unpack_from(data, 0)[0]
         if length >= 16 + _MSG_SIZE and length % 4 == 0 and n % length == 0 and _uniform(data, length):
@@ -163,6 +170,28 @@ def _decode_uniform(data: bytes | memoryview, length: int, proto: str, out: Deco
             continue
         append(new_row(row_type, (proto, family, state, laddr, sport, raddr, dport, ifindex, uid, inode, None, timer,
                                   expires if timer else None, timer == 3 and inode == 0, c0 | (c1 << 32))))
+
+
+def _decode_c(data: bytes | memoryview, proto: str, out: Decoded) -> Decoded:
+    """:func:`decode` by the C accelerator, which takes every well-formed message it knows;
+    each one it stops at is decoded (or reported) by :func:`_decode_general`, the reference."""
+    n = len(data)
+    rows = out.rows
+    off = 0
+    c_decode = _speedups.decode
+    hdr = _netlink.NLMSG_HDR.unpack_from
+    while True:
+        off = c_decode(data, proto, rows, SockRow, off)
+        if off + 16 > n:
+            if off < n:
+                out.errors.append(f"{proto}: truncated netlink header at byte {off} ({n - off} of 16 bytes)")
+            return out
+        length = hdr(data, off)[0]
+        if length < 16 or off + length > n:   # framing error: reported (relative to here), the rest lost
+            _decode_general(data[off:], proto, out)
+            return out
+        _decode_general(data[off:off + length], proto, out)
+        off += (length + 3) & ~3
 
 
 def _decode_general(data: bytes | memoryview, proto: str, out: Decoded) -> Decoded:
