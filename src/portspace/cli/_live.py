@@ -421,7 +421,7 @@ def _columns_table(cols: list[list[str]], header: Sequence[str], out: TextIO, st
         cols = list(cols)
         cols[colour_col] = [style(c, _STATE_COLOURS.get(c, "0")) + " " * (w - len(c)) for c in cols[colour_col]]
     padded = [list(map(str.ljust, col, repeat(w))) for col, w in zip(cols[:last], widths)] + [cols[last]]
-    out.write(("  ".join(h.ljust(w) for h, w in zip(header[:last], widths)) + "  " + header[last]).rstrip() + "\n")
+    out.write("  ".join([*(h.ljust(w) for h, w in zip(header[:last], widths)), header[last]]).rstrip() + "\n")
     if cols[0]:
         out.write("\n".join(map("  ".join, zip(*padded))))
         out.write("\n")
