@@ -233,15 +233,18 @@ def main(argv: list[str] | None = None) -> int:
         "explain_under_300ms": best["portspace explain tcp 127.0.0.1:5000"] < 0.300,
     }
     shutil.rmtree(cache, ignore_errors=True)
+    accel = _accelerator()
     if args.json:
         json.dump({"sockets": total, "sockets_seen": api["sockets_seen"], "setup_s": setup,
                    "times_s": results, "cpu_s": CPU, "api_s": {k: v for k, v in api.items() if isinstance(v, list)},
-                   "explain_verdict": api["explain_verdict"], "goals": verdict}, sys.stdout, indent=1)
+                   "explain_verdict": api["explain_verdict"], "goals": verdict, "c_accelerator": accel},
+                  sys.stdout, indent=1)
         print()
         return 0
     print(f"{total} TCP sockets in a private namespace ({args.pairs} connections = {2 * args.pairs} sockets, "
           f"{args.tw} TIME_WAIT; +listener +bound-only), one holder process; set up in {setup:.1f} s")
     print(f"portspace saw {api['sockets_seen']} TCP sockets; explain verdict: {api['explain_verdict']}")
+    print(f"C accelerator (live/_speedups.c): {accel}")
     print("/proc/net/sockstat: " + " | ".join(x.strip() for x in info["sockstat"].splitlines()[:2]))
     print(f"\n{'command (new process via nsenter, output to /dev/null)':66s} {'best':>9s} {'median':>9s}"
           f" {'CPU best':>9s}")
@@ -253,6 +256,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{best['portspace explain tcp 127.0.0.1:5000'] * 1000:.0f} ms (goal < 300 ms: "
           f"{'met' if verdict['explain_under_300ms'] else 'NOT met'})")
     return 0
+
+
+def _accelerator() -> str:
+    """Whether the timed portspace (this source tree) has its optional C accelerator: without it
+    the Python loops run (build it with ``python3 setup.py build_ext --inplace``)."""
+    import importlib.util
+    spec = importlib.util.find_spec("portspace.live._speedups")
+    return f"built ({Path(spec.origin).name})" if spec and spec.origin else \
+        "NOT built: the Python loops were timed (python3 setup.py build_ext --inplace builds it)"
 
 
 if __name__ == "__main__":

@@ -167,15 +167,22 @@ def _fields(scan):
     return scan.processes, scan.scanned, scan.denied, scan.vanished
 
 
+def _walk_ints(root):
+    """scan_socket_fds with inodes as ints: what BackgroundScan answers."""
+    scan = _procfs.scan_socket_fds(root)
+    scan.processes = [(pid, [(parse_socket_link(link), fd) for link, fd in pairs]) for pid, pairs in scan.processes]
+    return scan
+
+
 def test_background_scan_answers_as_the_walk_in_process(root):
     """The forked walk returns what scan_socket_fds returns in the caller's process, with the
     command line of every holder."""
     walk = _procfs.BackgroundScan(str(root))
     assert walk.forked
     scan, commands = walk.result()
-    assert _fields(scan) == _fields(_procfs.scan_socket_fds(str(root)))
+    assert _fields(scan) == _fields(_walk_ints(str(root)))
     assert sorted((pid, sorted(pairs)) for pid, pairs in scan.processes) == [
-        (100, [("socket:[1111]", 3), ("socket:[2222]", 4)]), (101, [("socket:[1111]", 3), ("socket:[3333]", 7)])]
+        (100, [(1111, 3), (2222, 4)]), (101, [(1111, 3), (3333, 7)])]
     assert commands == {100: "nginx: master process", 101: "nginx: worker"}
     assert walk.pid is None and walk.fd is None                          # reaped, pipe closed
 
@@ -193,7 +200,7 @@ def test_background_scan_falls_back_when_the_child_fails(root, monkeypatch):
     walk = _procfs.BackgroundScan(str(root))
     assert walk.forked
     scan, commands = walk.result()
-    assert _fields(scan) == _fields(_procfs.scan_socket_fds(str(root))) and commands[101] == "nginx: worker"
+    assert _fields(scan) == _fields(_walk_ints(str(root))) and commands[101] == "nginx: worker"
 
 
 def test_background_scan_does_not_fork_beside_other_threads(root):
@@ -204,7 +211,7 @@ def test_background_scan_does_not_fork_beside_other_threads(root):
     try:
         walk = _procfs.BackgroundScan(str(root))
         assert not walk.forked and walk.pid is None
-        assert _fields(walk.result()[0]) == _fields(_procfs.scan_socket_fds(str(root)))
+        assert _fields(walk.result()[0]) == _fields(_walk_ints(str(root)))
     finally:
         stop.set()
         t.join()
@@ -224,7 +231,7 @@ def test_background_scan_child_is_not_a_holder():
     so a socket of this process has exactly one holder (an AF_UNIX pair: no port is taken)."""
     a, b = __import__("socket").socketpair()
     try:
-        link = _procfs.socket_link(os.fstat(a.fileno()).st_ino)
+        link = os.fstat(a.fileno()).st_ino
         walk = _procfs.BackgroundScan("/proc")
         assert walk.forked
         scan, commands = walk.result()

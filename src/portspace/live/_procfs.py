@@ -205,8 +205,9 @@ def scan_socket_fds(root: str = "/proc", wanted: Container[str] | None = None, s
 
 
 class BackgroundScan:
-    """:func:`scan_socket_fds` of every socket link, and the command line of each process
-    found holding one, computed in a forked child while the caller reads sock_diag.
+    """:func:`scan_socket_fds` of every socket link (as ``(inode, fd)`` pairs: ints, not link
+    texts), and the command line of each process found holding one, computed in a forked child
+    while the caller reads sock_diag.
 
     Why a process: the walk is ~16 000 readlinks at 20 000 sockets, the dump ~70 recvs and
     the decoding of 2 MB; each half is kernel time interleaved with Python, so a thread gains
@@ -330,8 +331,10 @@ def _scan_payload(root: str, skip: int | None) -> tuple:
         commands = {pid: command_of(pid, root) for pid, _pairs in processes}
         return processes, scanned, denied, vanished, commands
     scan = scan_socket_fds(root, None, skip)
-    commands = {pid: command_of(pid, root) for pid, _pairs in scan.processes}
-    return scan.processes, scan.scanned, scan.denied, scan.vanished, commands
+    cut = len(_SOCKET_PREFIX)
+    processes = [(pid, [(int(link[cut:-1]), fd) for link, fd in pairs]) for pid, pairs in scan.processes]
+    commands = {pid: command_of(pid, root) for pid, _pairs in processes}
+    return processes, scan.scanned, scan.denied, scan.vanished, commands
 
 
 def scan_holders(root: str = "/proc", wanted: set[int] | frozenset[int] | None = None) -> Holders:

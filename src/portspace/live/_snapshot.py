@@ -378,34 +378,35 @@ def _take_with(walk: _procfs.BackgroundScan | None, protos: tuple[str, ...], por
 
 def _attribute(snap: Snapshot, scan: _procfs.FdScan, commands: dict[int, str | None]) -> None:
     """Give every socket with an inode its holders, from a walk of ``/proc/<pid>/fd``
-    (:class:`~._procfs.BackgroundScan`: every socket fd, ``(link text, fd)`` per process),
-    matching link texts (``socket:[INODE]``) against the snapshot's sockets: no parsing per fd."""
-    link = _procfs.socket_link
-    held = [hs for hs in snap.sockets if hs.row.inode]
-    want = {link(hs.row.inode): hs for hs in held}
-    twins: dict[str, list[HostSocket]] = {}
-    if len(want) < len(held):   # one socket in two rows (it moved between tables during the dump)
-        for hs in held:
-            key = link(hs.row.inode)
-            if want[key] is not hs:
-                twins.setdefault(key, []).append(hs)
+    (:class:`~._procfs.BackgroundScan`: every socket fd, ``(inode, fd)`` per process)."""
+    socks = snap.sockets
+    inodes = [hs.row.inode for hs in socks]
+    want = dict(zip(inodes, socks))           # inode -> socket (0, a remnant's, is never held)
+    held = len(inodes) - inodes.count(0)
+    twins: dict[int, list[HostSocket]] = {}
+    if len(want) - (0 in want) < held:        # one socket in two rows (it moved between tables during the dump)
+        for hs in socks:
+            inode = hs.row.inode
+            if inode and want[inode] is not hs:
+                twins.setdefault(inode, []).append(hs)
     snap.scanned = scan.scanned
     snap.denied = scan.denied
+    want.pop(0, None)
     get = want.get
     new = tuple.__new__   # Holder(...) without NamedTuple's Python-level __new__
     for pid, pairs in scan.processes:
         command = commands.get(pid)
-        for key, fd in pairs:
-            hs = get(key)
+        for inode, fd in pairs:
+            hs = get(inode)
             if hs is not None:   # not a socket of this snapshot (another protocol, a netlink socket)
                 hs.holders.append(new(Holder, (pid, fd, command)))
         if twins:
-            for key, fd in pairs:
-                for hs in twins.get(key, ()):
+            for inode, fd in pairs:
+                for hs in twins.get(inode, ()):
                     hs.holders.append(Holder(pid, fd, command))
     unattributed = 0
-    for hs in held:
-        if not hs.holders:
+    for hs in socks:
+        if not hs.holders and hs.row.inode:
             unattributed += 1
             hs.flags_note = "no visible process holds it"
     if scan.denied:

@@ -24,8 +24,9 @@
  *       False (rows untouched) for anything it does not expect.
  *   walk(root, skip) -> (processes, scanned, denied, vanished)
  *       ``_procfs.scan_socket_fds(root, None, skip)``: every ``socket:[N]`` fd of every process
- *       under ``root``, as ``[(pid, [(link, fd), ...]), ...]`` in readdir order, with the same
- *       counts and the same handling of processes that vanish or refuse (EACCES/EPERM).
+ *       under ``root``, as ``[(pid, [(N, fd), ...]), ...]`` in readdir order (the inode N as an
+ *       int, not the link text), with the same counts and the same handling of processes that
+ *       vanish or refuse (EACCES/EPERM).
  *   render(cols, header) -> str | None
  *       The left-aligned table of ``_columns_table`` (columns two spaces apart, the last one
  *       unpadded, the header line right-stripped); None unless every cell is an ASCII str.
@@ -428,7 +429,7 @@ static int walk_fds(int dfd, PyObject *pairs) {
         link[len - 1] = ']';
         if (!digits || !all_digits(name))
             continue;
-        PyObject *pair = Py_BuildValue("(s#l)", link, (Py_ssize_t)len, strtol(name, NULL, 10));
+        PyObject *pair = Py_BuildValue("(Kl)", strtoull(link + 8, NULL, 10), strtol(name, NULL, 10));
         if (!pair || PyList_Append(pairs, pair) < 0) {
             Py_XDECREF(pair);
             closedir(d);
