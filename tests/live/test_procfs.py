@@ -241,3 +241,26 @@ def test_background_scan_child_is_not_a_holder():
     finally:
         a.close()
         b.close()
+
+
+def test_background_scan_with_sigchld_ignored_keeps_the_childs_answer(root, monkeypatch):
+    """With SIGCHLD ignored the kernel reaps the child itself (waitpid: ECHILD); the payload it
+    sent is still the answer -- the caller does not walk again."""
+    import signal
+    parent = os.getpid()
+    walked_here = []
+    real = _procfs._scan_payload
+
+    def counting(root_, skip):
+        if os.getpid() == parent:
+            walked_here.append(root_)
+        return real(root_, skip)
+    monkeypatch.setattr(_procfs, "_scan_payload", counting)
+    old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        walk = _procfs.BackgroundScan(str(root))
+        scan, commands = walk.result()
+    finally:
+        signal.signal(signal.SIGCHLD, old)
+    assert walk.forked and walked_here == []
+    assert _fields(scan) == _fields(_walk_ints(str(root))) and commands[100] == "nginx: master process"

@@ -289,8 +289,8 @@ class BackgroundScan:
         finally:
             os.close(self.fd)
             self.fd = None
-        status = self._reap()
-        return b"".join(chunks) if status == 0 and chunks else None
+        status = self._reap()   # None: reaped by others (SIGCHLD ignored); a cut payload fails to load
+        return b"".join(chunks) if status in (0, None) and chunks else None
 
     def _reap(self) -> int | None:
         pid, self.pid = self.pid, None

@@ -2,14 +2,18 @@
 
 Theory of operation
 -------------------
-:func:`take` reads, in this order and only by reading:
+:func:`take` reads, only by reading:
 
 1. the socket table of the reader's network namespace -- sock_diag (:mod:`._sockdiag`), or
    /proc/net (:mod:`._procnet`) when sock_diag is unavailable or ``source="procnet"``;
 2. devices and local addresses (:mod:`._rtnl`) and the port manager's sysctls (:mod:`._procfs`);
-3. the processes holding each socket (one walk of ``/proc/<pid>/fd``, :mod:`._procfs`);
+3. the processes holding each socket (one walk of ``/proc/<pid>/fd``, :mod:`._procfs`), which
+   starts first and runs in a forked child during 1 and 2 (:class:`._procfs.BackgroundScan`);
 4. the SO_REUSEADDR / SO_REUSEPORT flags of held sockets, by borrowing one holder's fd
    (:mod:`._pidfd`) -- when permitted.
+
+The per-row loops (decoding, sorting in ``ls`` order, the fd walk) run in C where the optional
+accelerator ``_speedups`` is built; the Python loops are the reference and the fallback.
 
 Everything that could not be seen is written down in ``Snapshot.notes`` in plain words, and
 every flag that could not be read stays ``None``: *unknown, never guessed*.  A TIME_WAIT
