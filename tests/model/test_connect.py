@@ -151,6 +151,26 @@ SCENARIOS = {
         y = L accept -> 127.0.0.1:eph
         z = L accept -> EAGAIN
     """,
+    "a former listener: shutdown frees its autobound port; connect then EINVAL, still free": """
+        # (a one-port range makes the autobound port 40000, which the DSL shows as eph)
+        ns sysctl net.ipv4.ip_local_port_range "40000 40000"
+        L = tcp4
+        L bind 127.0.0.1 7000 -> OK
+        L listen -> OK
+        f = tcp4
+        f listen -> OK
+        f name -> 0.0.0.0:eph
+        o = tcp4
+        o bind 127.0.0.1 40000 -> EADDRINUSE
+        f shutdown rdwr -> OK
+        f name -> 0.0.0.0:eph
+        o bind 127.0.0.1 40000 -> OK
+        o close -> OK
+        f connect 127.0.0.1 7000 -> EINVAL
+        f name -> 0.0.0.0:eph
+        p = tcp4
+        p bind 127.0.0.1 40000 -> OK
+    """,
     "accept on a socket that does not listen: EINVAL; listener connect: EISCONN": """
         t = tcp4
         x = t accept -> EINVAL
