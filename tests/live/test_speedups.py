@@ -51,18 +51,10 @@ def speedups(tmp_path_factory):
 
 # ---- decode ------------------------------------------------------------------------------------
 
-def _python_decode(data, proto):
+def _decode_with(accelerator, data, proto):
+    """``_sockdiag.decode`` with the accelerator module given (None: the Python loops)."""
     saved = _sockdiag._speedups
-    _sockdiag._speedups = None
-    try:
-        return _sockdiag.decode(data, proto)
-    finally:
-        _sockdiag._speedups = saved
-
-
-def _c_decode(speedups, data, proto):
-    saved = _sockdiag._speedups
-    _sockdiag._speedups = speedups
+    _sockdiag._speedups = accelerator
     try:
         return _sockdiag.decode(data, proto)
     finally:
@@ -70,7 +62,7 @@ def _c_decode(speedups, data, proto):
 
 
 def _same(speedups, data, proto):
-    c, py = _c_decode(speedups, data, proto), _python_decode(data, proto)
+    c, py = _decode_with(speedups, data, proto), _decode_with(None, data, proto)
     assert c.rows == py.rows
     assert [type(r) for r in c.rows] == [SockRow] * len(c.rows)
     assert c.errors == py.errors

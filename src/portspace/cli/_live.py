@@ -26,6 +26,11 @@ import sys
 from itertools import repeat
 from typing import Any, Sequence, TextIO
 
+try:   # the optional C accelerator (live/_speedups.c): the table render of _columns_table
+    from portspace.live._speedups import render as _render_c
+except ImportError:   # pragma: no cover - depends on the build
+    _render_c = None
+
 COMMANDS = ("ls", "explain", "ports")
 SHOWN = 5   # list items printed before "... and N more" in text output (JSON has them all)
 
@@ -388,29 +393,15 @@ def _ls_columns(socks: Sequence[Any]) -> list[list[str]]:
     return cols
 
 
-def _render(cols: list[list[str]], header: tuple[str, ...]) -> str | None:
-    """The uncoloured table by the C accelerator (``live/_speedups.c``), or None where it is not
-    built or declines (a non-ASCII cell): then :func:`_columns_table` pads in Python."""
-    global _render_c
-    if _render_c is False:
-        try:
-            from portspace.live._speedups import render as _render_c
-        except ImportError:   # pragma: no cover - depends on the build
-            _render_c = None
-    return None if _render_c is None else _render_c(cols, header)
-
-
-_render_c: Any = False   # not looked up yet
-
-
 def _columns_table(cols: list[list[str]], header: Sequence[str], out: TextIO, style: _Style,
                    colour_col: int = -1) -> None:
     """:func:`_table` for a table held as columns: each column padded by ``map(str.ljust)``
     and the rows joined by ``map("  ".join, zip(...))`` -- loops in C, no per-row Python code
     and no format-string parsing per row -- then one write.  Cells of the last column are never
     empty, so no line has trailing blanks to strip."""
-    if not (style.on and colour_col >= 0):
-        text = _render(cols, tuple(header))
+    if _render_c is not None and not (style.on and colour_col >= 0):
+        # the uncoloured table by the C accelerator; None when it declines (a non-ASCII cell)
+        text = _render_c(cols, tuple(header))
         if text is not None:
             out.write(text)
             return

@@ -260,18 +260,17 @@ class BackgroundScan:
 
     def result(self) -> tuple[FdScan, dict[int, str | None]]:
         """The walk's outcome: ``(FdScan, pid -> command line)``.  Call once."""
+        payload = None
         data = self._collect()
         if data is not None:
             try:
-                processes, scanned, denied, vanished, commands = marshal.loads(data)
-                scan = FdScan()
-                scan.processes, scan.scanned, scan.denied, scan.vanished = processes, scanned, denied, vanished
-                return scan, commands
+                payload = marshal.loads(data)
             except (EOFError, ValueError, TypeError):
                 pass
-        processes, scanned, denied, vanished, commands = _scan_payload(self.root, None)
+        if not (isinstance(payload, tuple) and len(payload) == 5):   # no child, or a failed one: walk here
+            payload = _scan_payload(self.root, None)
         scan = FdScan()
-        scan.processes, scan.scanned, scan.denied, scan.vanished = processes, scanned, denied, vanished
+        scan.processes, scan.scanned, scan.denied, scan.vanished, commands = payload
         return scan, commands
 
     def _collect(self) -> bytes | None:
@@ -326,15 +325,16 @@ def _may_fork() -> bool:
 
 
 def _scan_payload(root: str, skip: int | None) -> tuple:
+    """``(processes, scanned, denied, vanished, commands)`` with ``(inode, fd)`` pairs."""
     if _walk_c is not None:   # the C accelerator's copy of scan_socket_fds(root, None, skip)
         processes, scanned, denied, vanished = _walk_c(root, skip)
-        commands = {pid: command_of(pid, root) for pid, _pairs in processes}
-        return processes, scanned, denied, vanished, commands
-    scan = scan_socket_fds(root, None, skip)
-    cut = len(_SOCKET_PREFIX)
-    processes = [(pid, [(int(link[cut:-1]), fd) for link, fd in pairs]) for pid, pairs in scan.processes]
+    else:
+        scan = scan_socket_fds(root, None, skip)
+        cut = len(_SOCKET_PREFIX)
+        processes = [(pid, [(int(link[cut:-1]), fd) for link, fd in pairs]) for pid, pairs in scan.processes]
+        scanned, denied, vanished = scan.scanned, scan.denied, scan.vanished
     commands = {pid: command_of(pid, root) for pid, _pairs in processes}
-    return processes, scan.scanned, scan.denied, scan.vanished, commands
+    return processes, scanned, denied, vanished, commands
 
 
 def scan_holders(root: str = "/proc", wanted: set[int] | frozenset[int] | None = None) -> Holders:

@@ -184,7 +184,7 @@ def _decode_c(data: bytes | memoryview, proto: str, out: Decoded) -> Decoded:
         off = c_decode(data, proto, rows, SockRow, off)
         if off + 16 > n:
             if off < n:
-                out.errors.append(f"{proto}: truncated netlink header at byte {off} ({n - off} of 16 bytes)")
+                out.errors.append(_truncated_header(proto, off, n))
             return out
         length = hdr(data, off)[0]
         if length < 16 or off + length > n:   # framing error: reported (relative to here), the rest lost
@@ -241,8 +241,12 @@ def _decode_general(data: bytes | memoryview, proto: str, out: Decoded) -> Decod
         append(new_row(SockRow, (proto, family, state, laddr, _ntohs(sport), raddr, _ntohs(dport), ifindex, uid,
                                  inode, v6only, timer, expires if timer else None, tw, c0 | (c1 << 32))))
     if off < n and off + 16 > n:
-        out.errors.append(f"{proto}: truncated netlink header at byte {off} ({n - off} of 16 bytes)")
+        out.errors.append(_truncated_header(proto, off, n))
     return out
+
+
+def _truncated_header(proto: str, off: int, n: int) -> str:
+    return f"{proto}: truncated netlink header at byte {off} ({n - off} of 16 bytes)"
 
 
 def dump(protos: Iterable[str] = ("tcp", "udp"), families: Iterable[int] = (AF_INET, AF_INET6),

@@ -398,16 +398,20 @@ static int all_digits(const char *s) {
     return 1;
 }
 
+/* What a failed open/read of a process's fd directory means, as scan_socket_fds counts it:
+ * 1 denied (EACCES/EPERM: another user's process), 2 vanished (it exited). */
+static int refused_or_gone(int e) { return e == EACCES || e == EPERM ? 1 : 2; }
+
 /* One process: its socket fds appended to ``pairs``; 0 done, 1 denied, 2 vanished, -1 error. */
 static int walk_fds(int dfd, PyObject *pairs) {
     int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
     if (dup_fd < 0)
-        return errno == EACCES || errno == EPERM ? 1 : 2;
+        return refused_or_gone(errno);
     DIR *d = fdopendir(dup_fd);
     if (!d) {
         int e = errno;
         close(dup_fd);
-        return e == EACCES || e == EPERM ? 1 : 2;
+        return refused_or_gone(e);
     }
     struct dirent *ent;
     char link[64];
@@ -440,7 +444,7 @@ static int walk_fds(int dfd, PyObject *pairs) {
     int e = errno;
     closedir(d);
     if (e)                                    /* readdir failed: the process went away */
-        return e == EACCES || e == EPERM ? 1 : 2;
+        return refused_or_gone(e);
     return 0;
 }
 
@@ -472,43 +476,31 @@ static PyObject *sd_walk(PyObject *self, PyObject *args) {
         if (pid == skip)
             continue;
         snprintf(path, sizeof path, "%s/%s/fd", root, name);
-        int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        PyObject *pairs = NULL;
+        int r, dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0) {
-            if (errno == EACCES || errno == EPERM) {
-                PyObject *p = PyLong_FromLong(pid);
-                if (!p || PyList_Append(denied, p) < 0) {
-                    Py_XDECREF(p);
-                    closedir(top);
-                    goto error;
-                }
-                Py_DECREF(p);
-            } else {
-                vanished++;
-            }
+            r = refused_or_gone(errno);
+        } else {
+            pairs = PyList_New(0);
+            r = pairs ? walk_fds(dfd, pairs) : -1;
+            close(dfd);
+        }
+        if (r != 0)
+            Py_XDECREF(pairs);
+        if (r == 2) {
+            vanished++;
             continue;
         }
-        PyObject *pairs = PyList_New(0);
-        int r = pairs ? walk_fds(dfd, pairs) : -1;
-        close(dfd);
-        if (r < 0) {
-            Py_XDECREF(pairs);
+        if (r == 1) {
+            PyObject *p = PyLong_FromLong(pid);
+            int failed = !p || PyList_Append(denied, p) < 0;
+            Py_XDECREF(p);
+            if (!failed)
+                continue;
+        }
+        if (r != 0) {
             closedir(top);
             goto error;
-        }
-        if (r == 1 || r == 2) {
-            Py_DECREF(pairs);
-            if (r == 2) {
-                vanished++;
-                continue;
-            }
-            PyObject *p = PyLong_FromLong(pid);
-            if (!p || PyList_Append(denied, p) < 0) {
-                Py_XDECREF(p);
-                closedir(top);
-                goto error;
-            }
-            Py_DECREF(p);
-            continue;
         }
         scanned++;
         if (PyList_GET_SIZE(pairs)) {
