@@ -219,10 +219,12 @@ def _reference_cells(hs):
             (f"{r.expires_ms / 1000:.1f}s" if r.expires_ms is not None else "?") if r.tw else "-", procs]
 
 
+@pytest.mark.parametrize("loop", ["_ls_columns", "_ls_columns_py"])   # the C accelerator's, where built; Python's
 @pytest.mark.parametrize("with_device", [False, True])
-def test_ls_columns_match_each_sockets_own_texts(with_device):
-    from portspace.cli._live import _ls_columns
+def test_ls_columns_match_each_sockets_own_texts(with_device, loop):
+    from portspace.cli import _live
     from .offline import sock
+    _ls_columns = getattr(_live, loop)
     socks = _varied_sockets()
     # a connected socket with a running timer (keepalive): TW-LEFT is for remnants only
     ka = sock("tcp", "127.0.0.1:6000", "ESTABLISHED", peer="127.0.0.1:50000", pid=5)

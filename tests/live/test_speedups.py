@@ -181,6 +181,73 @@ def test_render_declines_non_ascii(speedups):
     assert speedups.render([["a"]], ("A", "B")) is None                        # a column short
 
 
+# ---- ls_columns --------------------------------------------------------------------------------
+
+def _ls_c(speedups, socks):
+    return speedups.ls_columns(socks, _live._host_cell, _live._state_cell, _live._flags_cell, _live._who_cell,
+                               _live._procs_cell)
+
+
+_holders = st.lists(st.builds(_snapshot.Holder, st.sampled_from([1, 7, 4242]), st.integers(0, 1100),
+                              st.sampled_from([None, "", "/usr/sbin/nginx -g daemon off;", "nginx: worker", "[kthreadd]",
+                                               "/opt/été/serveur --port 80"])), max_size=3)
+_hs_rows = st.builds(
+    SockRow, st.sampled_from(["tcp", "udp"]), st.sampled_from([2, 10]), st.sampled_from([1, 6, 7, 8, 10, 12, 13]),
+    st.sampled_from([0, 0x7F000001, (0xFFFF << 32) | 0x7F000001, 1, (0xFE80 << 112) | 1, (1 << 128) - 1]),
+    st.sampled_from([0, 80, 5000, 65535]),
+    st.sampled_from([0, 0x7F000001, (0xFFFF << 32) | 0x0A000001, 1, (0xFE80 << 112) | 7]), st.sampled_from([0, 1, 443]),
+    st.sampled_from([0, 0, 1, 3]), st.sampled_from([0, 1000, 2**32 - 2]), st.integers(0, 3),
+    st.sampled_from([None, True, False]), st.integers(0, 4),
+    st.one_of(st.none(), st.integers(0, 120_000), st.sampled_from([50, 150, 1050, 1150, 59_950])), st.booleans())
+
+
+@st.composite
+def _host_sockets(draw):
+    row = draw(_hs_rows)
+    dev = draw(st.sampled_from([None, "lo", "eth0", "wlp2s0é"])) if row.ifindex else None
+    return _snapshot.HostSocket(row, draw(_holders), draw(st.sampled_from([None, True, False])),
+                                draw(st.sampled_from([None, True, False])), device=dev)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_host_sockets(), max_size=30).flatmap(
+    lambda xs: st.permutations(xs + xs[: len(xs) // 2])))       # repeats: the C loop's memo of the last row
+def test_ls_columns_is_the_python_loop(speedups, socks):
+    """Every cell as the Python loop makes it: addresses (v4, v6, mapped, link-local with a
+    device), states, TW-LEFT rounding, uids, flags known or not, one holder or several, non-ASCII
+    commands and devices."""
+    assert _ls_c(speedups, socks) == _live._ls_columns_py(socks)
+
+
+def test_ls_columns_declines_what_it_does_not_know(speedups):
+    good = _snapshot.HostSocket(SockRow("tcp", 2, 10, 0, 80, 0, 0, 0, 0, 9, None, 0, None, False))
+    for bad_row in [("tcp", 2),                                                       # not a row
+                    SockRow("tcp", 2, 10, -1, 80, 0, 0, 0, 0, 9, None, 0, None, False),  # a negative address
+                    SockRow("tcp", 2, 10, 0, 80, 0, 0, 0, 0, 9, None, 0, None, 1)]:      # tw not a bool
+        bad = _snapshot.HostSocket(bad_row)
+        assert _ls_c(speedups, [good, bad]) is None
+    assert _ls_c(speedups, (good,)) is None                                           # not a list
+
+
+def test_ls_columns_reads_attributes_of_other_classes(speedups):
+    """A HostSocket subclass whose attribute is a property is read by getattr, not by slot."""
+    class Shown(_snapshot.HostSocket):
+        __slots__ = ()
+
+        @property
+        def device(self):
+            return "eth0"
+
+        @device.setter
+        def device(self, value):
+            pass
+    row = SockRow("tcp", 10, 10, (0xFE80 << 112) | 1, 80, 0, 0, 2, 0, 9, True, 0, None, False)
+    socks = [_snapshot.HostSocket(row), Shown(row), _snapshot.HostSocket(row)]
+    cols = _ls_c(speedups, socks)
+    assert cols == _live._ls_columns_py(socks)
+    assert cols[2] == ["[fe80::1]:80", "[fe80::1%eth0]:80", "[fe80::1]:80"]
+
+
 # ---- walk --------------------------------------------------------------------------------------
 
 def _proc(root, pid, fds):

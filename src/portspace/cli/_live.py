@@ -26,10 +26,10 @@ import sys
 from itertools import repeat
 from typing import Any, Sequence, TextIO
 
-try:   # the optional C accelerator (live/_speedups.c): the table render of _columns_table
-    from portspace.live._speedups import render as _render_c
+try:   # the optional C accelerator (live/_speedups.c): the ls cells and the table render
+    from portspace.live._speedups import ls_columns as _ls_columns_c, render as _render_c
 except ImportError:   # pragma: no cover - depends on the build
-    _render_c = None
+    _ls_columns_c = _render_c = None
 
 COMMANDS = ("ls", "explain", "ports")
 SHOWN = 5   # list items printed before "... and N more" in text output (JSON has them all)
@@ -328,34 +328,78 @@ def _ls_json(source: str, socks: Sequence[Any], notes: Sequence[str]) -> str:
 LS_HEADER = ("PROTO", "STATE", "LOCAL", "PEER", "UID", "FLAGS", "TW-LEFT", "PROCESS")
 
 
+def _host_cell(family: int, addr: int, dev: str | None) -> str:
+    """``127.0.0.1``, ``[::1]``, ``[fe80::1%eth0]``: an address as the LOCAL and PEER cells
+    show it, before ``:port``."""
+    from portspace.live import endpoint_text
+    return endpoint_text(family, addr, 1, dev)[:-2]
+
+
+def _state_cell(proto: str, state: int) -> str:
+    from portspace.live import state_name
+    return state_name(proto, state)
+
+
+def _flags_cell(hs: Any) -> str:
+    return (hs.flags_text().replace("SO_REUSEADDR", "reuseaddr").replace("SO_REUSEPORT", "reuseport")
+            .replace("IPV6_V6ONLY", "v6only"))
+
+
+def _who_cell(pid: int, command: str | None) -> str:
+    """``1234/nginx``."""
+    from portspace.live import comm_of
+    return f"{pid}/{comm_of(command)}"
+
+
+def _procs_cell(hs: Any) -> str:
+    """The PROCESS cell of a socket with several holders: several fds of one process as
+    ``fd 6+7``, several processes comma separated."""
+    fds_of: dict[tuple, list[int]] = {}
+    for pid, fd, command in hs.holders:
+        fds_of.setdefault((pid, command), []).append(fd)
+    return ",".join(f"{_who_cell(pid, command)} fd {'+'.join(map(str, fds))}" for (pid, command), fds in fds_of.items())
+
+
 def _ls_columns(socks: Sequence[Any]) -> list[list[str]]:
     """The ``ls`` table as columns (one list of cell texts per header), rows in ``socks``
-    order.  The hot loop of ``ls`` (one pass per socket): everything that repeats -- address
-    texts, state names, flag texts, ``pid/command`` -- is made once and looked up."""
-    from portspace.live import comm_of, endpoint_text, state_name
+    order.  The hot loop of ``ls`` (one pass per socket): each cell that depends on a few
+    values -- an address, a state, the flags, a process -- is made once per distinct value by
+    the ``_*_cell`` functions above and looked up after.  The C accelerator's ``ls_columns``
+    runs this same loop over the same cell functions (tests/live/test_speedups.py)."""
+    if _ls_columns_c is not None:
+        cols = _ls_columns_c(socks, _host_cell, _state_cell, _flags_cell, _who_cell, _procs_cell)
+        if cols is not None:
+            return cols
+    return _ls_columns_py(socks)
+
+
+def _ls_columns_py(socks: Sequence[Any]) -> list[list[str]]:
+    """:func:`_ls_columns` in Python: the reference, and the loop where the accelerator is
+    not built or declines the input."""
     protos, states, locals_, peers, uids, flags, timers, procs = cols = [[] for _ in LS_HEADER]
     addrs: dict[tuple, str] = {}   # (family, address, device) -> "127.0.0.1" / "[::1]"; ports vary
     flag_texts: dict[tuple, str] = {}
     state_texts: dict[tuple[str, int], str] = {}
     who: dict[int, str] = {}       # pid -> "1234/nginx"
+    uid_texts: dict[int, str] = {}
     for hs in socks:
         row = hs.row
         proto, family, state, laddr, lport, raddr, rport, ifindex, uid, _ino, v6only, _t, expires, tw, _c = row
         dev = hs.device
         a = addrs.get((family, laddr, dev))
         if a is None:
-            a = addrs[(family, laddr, dev)] = endpoint_text(family, laddr, 1, dev)[:-2]
+            a = addrs[(family, laddr, dev)] = _host_cell(family, laddr, dev)
         locals_.append(f"{a}:{lport or '*'}")
         if rport:
             a = addrs.get((family, raddr, dev))
             if a is None:
-                a = addrs[(family, raddr, dev)] = endpoint_text(family, raddr, 1, dev)[:-2]
+                a = addrs[(family, raddr, dev)] = _host_cell(family, raddr, dev)
             peers.append(f"{a}:{rport}")
         else:
             peers.append("*")
         st = state_texts.get((proto, state))
         if st is None:
-            st = state_texts[(proto, state)] = state_name(proto, state)
+            st = state_texts[(proto, state)] = _state_cell(proto, state)
         states.append(st)
         protos.append(proto + "6" if family == 10 else proto)
         if tw:
@@ -363,33 +407,28 @@ def _ls_columns(socks: Sequence[Any]) -> list[list[str]]:
             uids.append("-")
         else:
             timers.append("-")
-            uids.append(str(uid))
+            u = uid_texts.get(uid)
+            if u is None:
+                u = uid_texts[uid] = str(uid)
+            uids.append(u)
         # what flags_text() reads; IPV6_V6ONLY, when not reported, follows from the address
         # (unknown for [::], off for ::ffff:a.b.c.d, on for any other)
         key = (family, hs.reuseaddr, hs.reuseport, v6only, laddr == 0, laddr >> 32 == 0xFFFF, dev, ifindex)
         f = flag_texts.get(key)
         if f is None:
-            f = flag_texts[key] = (hs.flags_text().replace("SO_REUSEADDR", "reuseaddr")
-                                   .replace("SO_REUSEPORT", "reuseport").replace("IPV6_V6ONLY", "v6only"))
+            f = flag_texts[key] = _flags_cell(hs)
         flags.append(f)
         holders = hs.holders
         if not holders:
             procs.append("-" if tw else "?")
-            continue
-        if len(holders) == 1:
+        elif len(holders) == 1:
             pid, fd, command = holders[0]
             w = who.get(pid)
             if w is None:
-                w = who[pid] = f"{pid}/{comm_of(command)}"
+                w = who[pid] = _who_cell(pid, command)
             procs.append(f"{w} fd {fd}")
-            continue
-        # several fds of one process: fd 6+7; several processes: comma separated
-        fds_of: dict[int, list[int]] = {}
-        for pid, fd, command in holders:
-            fds_of.setdefault(pid, []).append(fd)
-            if pid not in who:
-                who[pid] = f"{pid}/{comm_of(command)}"
-        procs.append(",".join(f"{who[pid]} fd {'+'.join(map(str, fds))}" for pid, fds in fds_of.items()))
+        else:
+            procs.append(_procs_cell(hs))
     return cols
 
 

@@ -43,6 +43,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <structmember.h>
 
 #define SOCK_DIAG_BY_FAMILY 20
 #define MSG_SIZE 72
@@ -387,6 +388,370 @@ fallback:
     Py_RETURN_NONE;
 }
 
+/* ---- ls_columns ---------------------------------------------------------------------------- */
+
+/* The decimal digits of v at buf (NUL-terminated); their count. */
+static int utoa(char *buf, unsigned long long v) {
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (int i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = 0;
+    return n;
+}
+
+/* ``text + sep + tail`` (sep and tail ASCII C strings); ASCII texts are copied directly,
+ * others go through PyUnicode_FromFormat. */
+static PyObject *joined(PyObject *text, const char *sep, const char *tail) {
+    size_t ls = strlen(sep), lt = strlen(tail);
+    if (!PyUnicode_IS_ASCII(text))
+        return PyUnicode_FromFormat("%U%s%s", text, sep, tail);
+    Py_ssize_t lx = PyUnicode_GET_LENGTH(text);
+    PyObject *out = PyUnicode_New(lx + (Py_ssize_t)(ls + lt), 127);
+    if (!out)
+        return NULL;
+    char *p = (char *)PyUnicode_1BYTE_DATA(out);
+    memcpy(p, PyUnicode_1BYTE_DATA(text), (size_t)lx);
+    memcpy(p + lx, sep, ls);
+    memcpy(p + lx + ls, tail, lt);
+    return out;
+}
+
+/* dict[key], or fn(*key) -- fn(arg) when ``arg`` is given -- stored under key: a new
+ * reference, NULL on error.  Steals ``key`` (NULL: an error is already set). */
+static PyObject *cached(PyObject *dict, PyObject *key, PyObject *fn, PyObject *arg) {
+    if (!key)
+        return NULL;
+    PyObject *v = PyDict_GetItemWithError(dict, key);
+    if (v) {
+        Py_INCREF(v);
+    } else if (!PyErr_Occurred()) {
+        v = arg ? PyObject_CallOneArg(fn, arg) : PyObject_CallObject(fn, key);
+        if (v && !PyUnicode_Check(v)) {
+            PyErr_SetString(PyExc_TypeError, "ls_columns: a cell function returned a non-str");
+            Py_CLEAR(v);
+        }
+        if (v && PyDict_SetItem(dict, key, v) < 0)
+            Py_CLEAR(v);
+    }
+    Py_DECREF(key);
+    return v;
+}
+
+/* Append a new reference to a list and drop it; -1 on error (v NULL: an error already set). */
+static int append_new(PyObject *list, PyObject *v) {
+    if (!v)
+        return -1;
+    int r = PyList_Append(list, v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* A cell remembered with the C-level values it was made from.  Consecutive rows in ls order
+ * mostly repeat the previous row's address, state, flags, uid and process, so most cells cost
+ * a comparison with the last row; the others a dict lookup (the Python loop's cache) and, the
+ * first time, a call of the Python cell function.  Objects are compared by identity (a miss
+ * only means the dict is asked). */
+typedef struct {
+    int valid;
+    long n1, n2;
+    uint64_t hi, lo;
+    PyObject *o1, *o2, *o3, *o4;   /* borrowed: alive as long as the rows are */
+    PyObject *text;                /* a reference held by the memo */
+} memo;
+
+static int memo_hit(const memo *m, long n1, long n2, uint64_t hi, uint64_t lo, PyObject *o1, PyObject *o2,
+                    PyObject *o3, PyObject *o4) {
+    return m->valid && m->n1 == n1 && m->n2 == n2 && m->hi == hi && m->lo == lo && m->o1 == o1 && m->o2 == o2 &&
+           m->o3 == o3 && m->o4 == o4;
+}
+
+static void memo_set(memo *m, long n1, long n2, uint64_t hi, uint64_t lo, PyObject *o1, PyObject *o2,
+                     PyObject *o3, PyObject *o4, PyObject *text) {
+    Py_INCREF(text);
+    Py_XSETREF(m->text, text);
+    m->valid = 1;
+    m->n1 = n1; m->n2 = n2; m->hi = hi; m->lo = lo;
+    m->o1 = o1; m->o2 = o2; m->o3 = o3; m->o4 = o4;
+}
+
+/* A HostSocket's slot by its member descriptor's offset (a borrowed reference; NULL when
+ * unset), or by getattr (a new reference...) -- see slots_of. */
+typedef struct { PyTypeObject *type; Py_ssize_t off[5]; } slot_map;
+enum { S_ROW, S_DEVICE, S_REUSEADDR, S_REUSEPORT, S_HOLDERS };
+
+/* The offsets of the five slots ls reads, when ``type`` keeps them as plain object slots
+ * (HostSocket's __slots__) and nothing overrides attribute access; 0 when not. */
+static int slots_of(PyTypeObject *type, PyObject **names, slot_map *map) {
+    map->type = NULL;
+    if (type->tp_getattro != PyObject_GenericGetAttr)
+        return 0;
+    for (int i = 0; i < 5; i++) {
+        PyObject *d = _PyType_Lookup(type, names[i]);
+        if (!d || Py_TYPE(d) != &PyMemberDescr_Type)
+            return 0;
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READ_RESTRICTED))
+            return 0;
+        map->off[i] = m->offset;
+    }
+    map->type = type;
+    return 1;
+}
+
+#define NCOLS 8
+enum { C_PROTO, C_STATE, C_LOCAL, C_PEER, C_UID, C_FLAGS, C_TIMER, C_PROCS };
+
+static PyObject *sd_ls_columns(PyObject *self, PyObject *args) {
+    PyObject *socks, *host_fn, *state_fn, *flags_fn, *who_fn, *procs_fn;
+    if (!PyArg_ParseTuple(args, "OOOOOO", &socks, &host_fn, &state_fn, &flags_fn, &who_fn, &procs_fn))
+        return NULL;
+    if (!PyList_Check(socks))
+        Py_RETURN_NONE;
+    static PyObject *names[5], *dash, *quest, *star;
+    if (!names[0]) {
+        const char *text[5] = {"row", "device", "reuseaddr", "reuseport", "holders"};
+        for (int i = 0; i < 5; i++)
+            if (!(names[i] = PyUnicode_InternFromString(text[i])))
+                return NULL;
+        dash = PyUnicode_InternFromString("-");
+        quest = PyUnicode_InternFromString("?");
+        star = PyUnicode_InternFromString("*");
+        if (!dash || !quest || !star)
+            return NULL;
+    }
+    PyObject *cols = PyList_New(NCOLS);
+    PyObject *addrs = PyDict_New(), *states = PyDict_New(), *flags = PyDict_New(), *who = PyDict_New();
+    PyObject *uids = PyDict_New(), *protos6 = PyDict_New();
+    PyObject *got[5] = {NULL, NULL, NULL, NULL, NULL};   /* this row's slots (new references) */
+    PyObject *result = NULL;
+    memo m_local = {0}, m_peer = {0}, m_state = {0}, m_flags = {0}, m_uid = {0}, m_who = {0}, m_proto = {0};
+    slot_map map = {NULL};
+    char num[32], tail[40];
+    if (!cols || !addrs || !states || !flags || !who || !uids || !protos6)
+        goto done;
+    for (int c = 0; c < NCOLS; c++) {
+        PyObject *col = PyList_New(0);
+        if (!col)
+            goto done;
+        PyList_SET_ITEM(cols, c, col);
+    }
+#define COL(c) PyList_GET_ITEM(cols, c)
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(socks); i++) {
+        PyObject *hs = PyList_GET_ITEM(socks, i);
+        if (Py_TYPE(hs) != map.type)
+            slots_of(Py_TYPE(hs), names, &map);
+        for (int k = 0; k < 5; k++) {
+            Py_CLEAR(got[k]);
+            if (map.type) {
+                got[k] = *(PyObject **)((char *)hs + map.off[k]);
+                Py_XINCREF(got[k]);
+            }
+            if (!got[k] && !(got[k] = PyObject_GetAttr(hs, names[k])))
+                goto done;
+        }
+        PyObject *row = got[S_ROW], *dev = got[S_DEVICE], *ra = got[S_REUSEADDR], *rp = got[S_REUSEPORT];
+        PyObject *holders = got[S_HOLDERS];
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 14 || !PyList_Check(holders))
+            goto decline;
+        PyObject *proto = PyTuple_GET_ITEM(row, 0), *family = PyTuple_GET_ITEM(row, 1);
+        PyObject *state = PyTuple_GET_ITEM(row, 2), *laddr = PyTuple_GET_ITEM(row, 3);
+        PyObject *raddr = PyTuple_GET_ITEM(row, 5), *ifindex = PyTuple_GET_ITEM(row, 7);
+        PyObject *uid = PyTuple_GET_ITEM(row, 8), *v6only = PyTuple_GET_ITEM(row, 10);
+        PyObject *expires = PyTuple_GET_ITEM(row, 12), *twobj = PyTuple_GET_ITEM(row, 13);
+        long fam = small_int(family, 255), st = small_int(state, 255), ifi = small_int(ifindex, LONG_MAX);
+        long lport = small_int(PyTuple_GET_ITEM(row, 4), 65535), rport = small_int(PyTuple_GET_ITEM(row, 6), 65535);
+        uint64_t la_hi, la_lo, ra_hi = 0, ra_lo = 0;
+        if (!PyUnicode_Check(proto) || !PyBool_Check(twobj) || fam < 0 || st < 0 || ifi < 0 || lport < 0 ||
+            rport < 0 || u128(laddr, &la_hi, &la_lo) < 0 || (rport && u128(raddr, &ra_hi, &ra_lo) < 0))
+            goto decline;
+        int tw = twobj == Py_True, err;
+        PyObject *t;
+
+        /* LOCAL and PEER: "addr:port" */
+        if (memo_hit(&m_local, fam, 0, la_hi, la_lo, dev, NULL, NULL, NULL)) {
+            t = m_local.text;
+            Py_INCREF(t);
+        } else {
+            t = cached(addrs, PyTuple_Pack(3, family, laddr, dev), host_fn, NULL);
+            if (!t)
+                goto done;
+            memo_set(&m_local, fam, 0, la_hi, la_lo, dev, NULL, NULL, NULL, t);
+        }
+        if (lport)
+            utoa(num, (unsigned long long)lport);
+        else
+            strcpy(num, "*");
+        err = append_new(COL(C_LOCAL), joined(t, ":", num));
+        Py_DECREF(t);
+        if (err < 0)
+            goto done;
+        if (rport) {
+            if (memo_hit(&m_peer, fam, 0, ra_hi, ra_lo, dev, NULL, NULL, NULL)) {
+                t = m_peer.text;
+                Py_INCREF(t);
+            } else {
+                t = cached(addrs, PyTuple_Pack(3, family, raddr, dev), host_fn, NULL);
+                if (!t)
+                    goto done;
+                memo_set(&m_peer, fam, 0, ra_hi, ra_lo, dev, NULL, NULL, NULL, t);
+            }
+            utoa(num, (unsigned long long)rport);
+            err = append_new(COL(C_PEER), joined(t, ":", num));
+            Py_DECREF(t);
+            if (err < 0)
+                goto done;
+        } else if (PyList_Append(COL(C_PEER), star) < 0) {
+            goto done;
+        }
+
+        /* STATE, and PROTO ("tcp6" for AF_INET6) */
+        if (!memo_hit(&m_state, st, 0, 0, 0, proto, NULL, NULL, NULL)) {
+            t = cached(states, PyTuple_Pack(2, proto, state), state_fn, NULL);
+            if (!t)
+                goto done;
+            memo_set(&m_state, st, 0, 0, 0, proto, NULL, NULL, NULL, t);
+            Py_DECREF(t);
+        }
+        if (PyList_Append(COL(C_STATE), m_state.text) < 0)
+            goto done;
+        if (fam != FAMILY_INET6) {
+            t = proto;
+        } else if (memo_hit(&m_proto, 0, 0, 0, 0, proto, NULL, NULL, NULL)) {
+            t = m_proto.text;
+        } else {
+            t = PyDict_GetItemWithError(protos6, proto);
+            if (!t) {
+                if (PyErr_Occurred() || !(t = PyUnicode_FromFormat("%U6", proto)) ||
+                    PyDict_SetItem(protos6, proto, t) < 0) {
+                    Py_XDECREF(t);
+                    goto done;
+                }
+                Py_DECREF(t);   /* the dict holds it */
+            }
+            memo_set(&m_proto, 0, 0, 0, 0, proto, NULL, NULL, NULL, t);
+        }
+        if (PyList_Append(COL(C_PROTO), t) < 0)
+            goto done;
+
+        /* TW-LEFT and UID */
+        if (tw) {
+            if (expires == Py_None) {
+                t = quest;
+                Py_INCREF(t);
+            } else {
+                int overflow = 0;
+                long long ms = PyLong_Check(expires) ? PyLong_AsLongLongAndOverflow(expires, &overflow) : 0;
+                if (!PyLong_Check(expires) || overflow || ms > (1LL << 53) || ms < -(1LL << 53)) {
+                    PyErr_Clear();
+                    goto decline;
+                }
+                /* as Python's f"{ms / 1000:.1f}s": the correctly rounded quotient, formatted as float.__format__ does */
+                char *d = PyOS_double_to_string((double)ms / 1000.0, 'f', 1, 0, NULL);
+                if (!d)
+                    goto done;
+                snprintf(tail, sizeof tail, "%ss", d);
+                PyMem_Free(d);
+                t = PyUnicode_FromString(tail);
+            }
+            if (append_new(COL(C_TIMER), t) < 0 || PyList_Append(COL(C_UID), dash) < 0)
+                goto done;
+        } else {
+            if (PyList_Append(COL(C_TIMER), dash) < 0)
+                goto done;
+            long u = small_int(uid, LONG_MAX);
+            if (u < 0 || !memo_hit(&m_uid, u, 0, 0, 0, NULL, NULL, NULL, NULL)) {
+                t = PyDict_GetItemWithError(uids, uid);
+                if (t) {
+                    Py_INCREF(t);
+                } else if (PyErr_Occurred() || !(t = PyObject_Str(uid)) || PyDict_SetItem(uids, uid, t) < 0) {
+                    Py_XDECREF(t);
+                    goto done;
+                }
+                memo_set(&m_uid, u, 0, 0, 0, NULL, NULL, NULL, NULL, t);
+                m_uid.valid = u >= 0;
+                Py_DECREF(t);
+            }
+            if (PyList_Append(COL(C_UID), m_uid.text) < 0)
+                goto done;
+        }
+
+        /* FLAGS: keyed by what flags_text() reads (see _ls_columns_py) */
+        {
+            int zero = la_hi == 0 && la_lo == 0, mapped = la_hi == 0 && (la_lo >> 32) == 0xFFFF;
+            if (!memo_hit(&m_flags, fam, ifi, (uint64_t)zero, (uint64_t)mapped, ra, rp, v6only, dev)) {
+                PyObject *key = PyTuple_Pack(8, family, ra, rp, v6only, zero ? Py_True : Py_False,
+                                             mapped ? Py_True : Py_False, dev, ifindex);
+                t = cached(flags, key, flags_fn, hs);
+                if (!t)
+                    goto done;
+                memo_set(&m_flags, fam, ifi, (uint64_t)zero, (uint64_t)mapped, ra, rp, v6only, dev, t);
+                Py_DECREF(t);
+            }
+            if (PyList_Append(COL(C_FLAGS), m_flags.text) < 0)
+                goto done;
+        }
+
+        /* PROCESS: "pid/comm fd N"; several holders by the Python cell function */
+        Py_ssize_t nh = PyList_GET_SIZE(holders);
+        if (nh == 0) {
+            if (PyList_Append(COL(C_PROCS), tw ? dash : quest) < 0)
+                goto done;
+        } else if (nh == 1) {
+            PyObject *h = PyList_GET_ITEM(holders, 0);
+            if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 3)
+                goto decline;
+            PyObject *pid = PyTuple_GET_ITEM(h, 0);
+            long pidn = small_int(pid, LONG_MAX), fdn = small_int(PyTuple_GET_ITEM(h, 1), LONG_MAX);
+            if (pidn < 0 || fdn < 0)
+                goto decline;
+            if (!memo_hit(&m_who, pidn, 0, 0, 0, NULL, NULL, NULL, NULL)) {
+                /* keyed by pid, as the Python loop: who(pid, command) on a miss */
+                t = PyDict_GetItemWithError(who, pid);
+                if (t) {
+                    Py_INCREF(t);
+                } else if (!PyErr_Occurred()) {
+                    t = PyObject_CallFunctionObjArgs(who_fn, pid, PyTuple_GET_ITEM(h, 2), NULL);
+                    if (t && (!PyUnicode_Check(t) || PyDict_SetItem(who, pid, t) < 0)) {
+                        if (!PyErr_Occurred())
+                            PyErr_SetString(PyExc_TypeError, "ls_columns: a cell function returned a non-str");
+                        Py_CLEAR(t);
+                    }
+                }
+                if (!t)
+                    goto done;
+                memo_set(&m_who, pidn, 0, 0, 0, NULL, NULL, NULL, NULL, t);
+                Py_DECREF(t);
+            }
+            utoa(num, (unsigned long long)fdn);
+            if (append_new(COL(C_PROCS), joined(m_who.text, " fd ", num)) < 0)
+                goto done;
+        } else if (append_new(COL(C_PROCS), PyObject_CallOneArg(procs_fn, hs)) < 0) {
+            goto done;
+        }
+    }
+#undef COL
+    result = cols;
+    cols = NULL;
+    goto done;
+decline:
+    PyErr_Clear();
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (int k = 0; k < 5; k++)
+        Py_XDECREF(got[k]);
+    Py_XDECREF(m_local.text); Py_XDECREF(m_peer.text); Py_XDECREF(m_state.text); Py_XDECREF(m_flags.text);
+    Py_XDECREF(m_uid.text); Py_XDECREF(m_who.text); Py_XDECREF(m_proto.text);
+    Py_XDECREF(cols); Py_XDECREF(addrs); Py_XDECREF(states); Py_XDECREF(flags); Py_XDECREF(who);
+    Py_XDECREF(uids); Py_XDECREF(protos6);
+    return result;
+}
+
 /* ---- walk ---------------------------------------------------------------------------------- */
 
 static int all_digits(const char *s) {
@@ -527,6 +892,8 @@ static PyMethodDef methods[] = {
     {"walk", sd_walk, METH_VARARGS, "walk(root, skip) -> (processes, scanned, denied, vanished)"},
     {"decode", sd_decode, METH_VARARGS, "decode(data, proto, rows, row_type, offset) -> stop offset"},
     {"sort_rows", sd_sort_rows, METH_VARARGS, "sort_rows(rows) -> bool: sort SockRows in ls order"},
+    {"ls_columns", sd_ls_columns, METH_VARARGS,
+     "ls_columns(socks, host, state, flags, who, procs) -> list[list[str]] | None: the ls cells"},
     {"render", sd_render, METH_VARARGS, "render(cols, header) -> str | None: the aligned table"},
     {NULL, NULL, 0, NULL},
 };
