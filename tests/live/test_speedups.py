@@ -248,6 +248,54 @@ def test_ls_columns_reads_attributes_of_other_classes(speedups):
     assert cols[2] == ["[fe80::1]:80", "[fe80::1%eth0]:80", "[fe80::1]:80"]
 
 
+# ---- attribute ---------------------------------------------------------------------------------
+
+def _attribution(socks, processes, commands, accelerator):
+    """Holders and notes after attributing, on fresh copies of ``socks``: by the accelerator's
+    ``attribute`` (falling back to Python where it declines, as _snapshot._attribute does) or by
+    the Python loops."""
+    copies = [_snapshot.HostSocket(hs.row) for hs in socks]
+    scan = _procfs.FdScan()
+    scan.processes = processes
+    n = None
+    if accelerator is not None:
+        n = accelerator.attribute(copies, processes, commands, _snapshot.Holder, _snapshot.UNATTRIBUTED)
+    declined = n is None
+    if declined:
+        n = _snapshot._attribute_py(copies, scan, commands)
+    return n, declined, [(hs.holders, [type(h) for h in hs.holders], hs.flags_note) for hs in copies]
+
+
+_inodes = st.sampled_from([0, 0, 11, 12, 13, 14, 2**32 - 1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_inodes, max_size=12),
+       st.lists(st.tuples(st.sampled_from([1, 2, 3, 99]), st.lists(st.tuples(_inodes, st.integers(0, 50)), max_size=6)),
+                max_size=4),
+       st.dictionaries(st.sampled_from([1, 2, 3]), st.one_of(st.none(), st.text(max_size=5))))
+def test_attribute_is_the_python_loop(speedups, inodes, processes, commands):
+    """Every holder on every socket, in walk order, as Holder tuples with the command of their
+    pid (None when unknown); the unheld ones noted and counted.  A socket in two rows (the same
+    inode twice) is Python's: the accelerator declines before changing anything."""
+    socks = [_snapshot.HostSocket(SockRow("tcp", 2, 1, 1, 80, 1, 5000 + i, 0, 0, inode, None, 0, None, False))
+             for i, inode in enumerate(inodes)]
+    n, declined, c = _attribution(socks, processes, commands, speedups)
+    assert (n, c) == _attribution(socks, processes, commands, None)[::2]
+    held = [i for i in inodes if i]
+    assert declined == (len(set(held)) < len(held))
+
+
+def test_attribute_declines_what_it_does_not_know(speedups):
+    hs = _snapshot.HostSocket(SockRow("tcp", 2, 1, 1, 80, 1, 5000, 0, 0, 11, None, 0, None, False))
+    note = _snapshot.UNATTRIBUTED
+    assert speedups.attribute([hs], [(1, [(11, 3, 4)])], {}, _snapshot.Holder, note) is None    # not a pair
+    assert speedups.attribute([hs], [(1, [(11, 3)])], {}, dict, note) is None                    # not a tuple type
+    assert hs.holders == [] and hs.flags_note is None                                           # untouched
+    assert speedups.attribute([hs], [(1, [(11, 3)])], {1: "x"}, _snapshot.Holder, note) == 0
+    assert hs.holders == [(1, 3, "x")]
+
+
 # ---- walk --------------------------------------------------------------------------------------
 
 def _proc(root, pid, fds):

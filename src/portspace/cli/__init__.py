@@ -1,4 +1,4 @@
 """The ``portspace`` command line (a thin layer over the public API)."""
-from ._main import main
+from ._main import console, main
 
-__all__ = ["main"]
+__all__ = ["console", "main"]

@@ -116,3 +116,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _live.run(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse rejects it first
     return 2
+
+
+def console() -> None:
+    """The ``portspace`` executable and ``python -m portspace``: :func:`main`, then an exit that
+    skips the interpreter's teardown.
+
+    ``ls`` of 20 000 sockets leaves some 150 000 objects behind; freeing them one by one and the
+    final garbage collection of the teardown cost ~5 ms of a ~110 ms run (measured with perf),
+    while the kernel reclaims a process's memory at once.  What the teardown does that matters
+    is done first: the atexit handlers (weakref finalizers among them), then the flush of stdout
+    and stderr.  With threads other than the main one alive, the normal exit runs (it waits for
+    them).  ``main()`` itself returns normally: tests and scripts call it in-process."""
+    import atexit
+    import os
+    try:
+        rc = main()
+    except SystemExit as e:   # argparse (--help, --version, bad arguments): sys.exit's meaning of the code
+        if e.code is None or isinstance(e.code, int):
+            rc = e.code or 0
+        else:
+            sys.stderr.write(f"{e.code}\n")
+            rc = 1
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        sys.exit(rc)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (BrokenPipeError, ValueError):   # the reader left (`portspace ls | head`), or closed
+            pass
+        except OSError:
+            rc = rc or 1
+    os._exit(rc)
+

@@ -51,9 +51,9 @@ from ..model._addr import AF_INET, AF_INET6, LOOPBACK4_IPV6, v6_is_mapped
 from ..model._rules import SYN_RECV
 
 try:   # the optional C accelerator (setup.py)
-    from ._speedups import sort_rows as _sortc
+    from ._speedups import attribute as _attributec, sort_rows as _sortc
 except ImportError:   # pragma: no cover - depends on the build
-    _sortc = None
+    _attributec = _sortc = None
 
 __all__ = ["Holder", "HostSocket", "Snapshot", "take", "load", "FLAGS"]
 
@@ -383,7 +383,23 @@ def _take_with(walk: _procfs.BackgroundScan | None, protos: tuple[str, ...], por
 def _attribute(snap: Snapshot, scan: _procfs.FdScan, commands: dict[int, str | None]) -> None:
     """Give every socket with an inode its holders, from a walk of ``/proc/<pid>/fd``
     (:class:`~._procfs.BackgroundScan`: every socket fd, ``(inode, fd)`` per process)."""
-    socks = snap.sockets
+    snap.scanned = scan.scanned
+    snap.denied = scan.denied
+    unattributed = None
+    if _attributec is not None:   # the C accelerator: the loops below, None when one socket is in two rows
+        unattributed = _attributec(snap.sockets, scan.processes, commands, Holder, UNATTRIBUTED)
+    if unattributed is None:
+        unattributed = _attribute_py(snap.sockets, scan, commands)
+    _attribution_notes(snap, scan, unattributed)
+
+
+UNATTRIBUTED = "no visible process holds it"
+
+
+def _attribute_py(socks: list[HostSocket], scan: _procfs.FdScan, commands: dict[int, str | None]) -> int:
+    """:func:`_attribute`'s loops in Python (the reference; the C accelerator's ``attribute``
+    does the same): holders appended, :data:`UNATTRIBUTED` noted; returns how many sockets
+    with an inode have no holder."""
     inodes = [hs.row.inode for hs in socks]
     want = dict(zip(inodes, socks))           # inode -> socket (0, a remnant's, is never held)
     held = len(inodes) - inodes.count(0)
@@ -393,8 +409,6 @@ def _attribute(snap: Snapshot, scan: _procfs.FdScan, commands: dict[int, str | N
             inode = hs.row.inode
             if inode and want[inode] is not hs:
                 twins.setdefault(inode, []).append(hs)
-    snap.scanned = scan.scanned
-    snap.denied = scan.denied
     want.pop(0, None)
     get = want.get
     new = tuple.__new__   # Holder(...) without NamedTuple's Python-level __new__
@@ -412,7 +426,11 @@ def _attribute(snap: Snapshot, scan: _procfs.FdScan, commands: dict[int, str | N
     for hs in socks:
         if not hs.holders and hs.row.inode:
             unattributed += 1
-            hs.flags_note = "no visible process holds it"
+            hs.flags_note = UNATTRIBUTED
+    return unattributed
+
+
+def _attribution_notes(snap: Snapshot, scan: _procfs.FdScan, unattributed: int) -> None:
     if scan.denied:
         who = "not root" if snap.euid != 0 else "denied"
         snap.notes.append(f"could not read the fds of {_count(len(scan.denied), 'process', 'processes')} ({who}); "

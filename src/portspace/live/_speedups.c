@@ -479,29 +479,65 @@ static void memo_set(memo *m, long n1, long n2, uint64_t hi, uint64_t lo, PyObje
     m->o1 = o1; m->o2 = o2; m->o3 = o3; m->o4 = o4;
 }
 
-/* A HostSocket's slot by its member descriptor's offset (a borrowed reference; NULL when
- * unset), or by getattr (a new reference...) -- see slots_of. */
-typedef struct { PyTypeObject *type; Py_ssize_t off[5]; } slot_map;
-enum { S_ROW, S_DEVICE, S_REUSEADDR, S_REUSEPORT, S_HOLDERS };
+/* Reading a HostSocket's attributes.  HostSocket keeps them in __slots__: when an object's
+ * type keeps an attribute as a plain object slot and nothing overrides attribute access, it
+ * is read at the slot's offset (found once per type from its member descriptor); otherwise,
+ * or when the slot is unset, by getattr, which raises as Python would. */
+#define MAX_SLOTS 5
+typedef struct { PyTypeObject *type; int n; Py_ssize_t off[MAX_SLOTS]; } slot_map;
 
-/* The offsets of the five slots ls reads, when ``type`` keeps them as plain object slots
- * (HostSocket's __slots__) and nothing overrides attribute access; 0 when not. */
-static int slots_of(PyTypeObject *type, PyObject **names, slot_map *map) {
+static void slots_of(PyTypeObject *type, PyObject *const *names, int n, slot_map *map) {
     map->type = NULL;
+    map->n = n;
     if (type->tp_getattro != PyObject_GenericGetAttr)
-        return 0;
-    for (int i = 0; i < 5; i++) {
+        return;
+    for (int i = 0; i < n; i++) {
         PyObject *d = _PyType_Lookup(type, names[i]);
         if (!d || Py_TYPE(d) != &PyMemberDescr_Type)
-            return 0;
+            return;
         PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
         if (m->type != T_OBJECT_EX || (m->flags & READ_RESTRICTED))
-            return 0;
+            return;
         map->off[i] = m->offset;
     }
     map->type = type;
-    return 1;
 }
+
+/* obj's attributes names[0..map->n) as new references in got[] (the previous ones dropped);
+ * -1 with an exception set when one is missing. */
+static int get_slots(PyObject *obj, PyObject *const *names, slot_map *map, PyObject **got) {
+    if (Py_TYPE(obj) != map->type)
+        slots_of(Py_TYPE(obj), names, map->n, map);
+    for (int k = 0; k < map->n; k++) {
+        Py_CLEAR(got[k]);
+        if (map->type) {
+            got[k] = *(PyObject **)((char *)obj + map->off[k]);
+            Py_XINCREF(got[k]);
+        }
+        if (!got[k] && !(got[k] = PyObject_GetAttr(obj, names[k])))
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *s_row, *s_device, *s_reuseaddr, *s_reuseport, *s_holders, *s_flags_note, *dash, *quest, *star;
+
+static int intern_names(void) {
+    if (s_row)
+        return 0;
+    s_row = PyUnicode_InternFromString("row");
+    s_device = PyUnicode_InternFromString("device");
+    s_reuseaddr = PyUnicode_InternFromString("reuseaddr");
+    s_reuseport = PyUnicode_InternFromString("reuseport");
+    s_holders = PyUnicode_InternFromString("holders");
+    s_flags_note = PyUnicode_InternFromString("flags_note");
+    dash = PyUnicode_InternFromString("-");
+    quest = PyUnicode_InternFromString("?");
+    star = PyUnicode_InternFromString("*");
+    return s_row && s_device && s_reuseaddr && s_reuseport && s_holders && s_flags_note && dash && quest && star ? 0 : -1;
+}
+
+enum { S_ROW, S_DEVICE, S_REUSEADDR, S_REUSEPORT, S_HOLDERS };
 
 #define NCOLS 8
 enum { C_PROTO, C_STATE, C_LOCAL, C_PEER, C_UID, C_FLAGS, C_TIMER, C_PROCS };
@@ -512,25 +548,16 @@ static PyObject *sd_ls_columns(PyObject *self, PyObject *args) {
         return NULL;
     if (!PyList_Check(socks))
         Py_RETURN_NONE;
-    static PyObject *names[5], *dash, *quest, *star;
-    if (!names[0]) {
-        const char *text[5] = {"row", "device", "reuseaddr", "reuseport", "holders"};
-        for (int i = 0; i < 5; i++)
-            if (!(names[i] = PyUnicode_InternFromString(text[i])))
-                return NULL;
-        dash = PyUnicode_InternFromString("-");
-        quest = PyUnicode_InternFromString("?");
-        star = PyUnicode_InternFromString("*");
-        if (!dash || !quest || !star)
-            return NULL;
-    }
+    if (intern_names() < 0)
+        return NULL;
+    PyObject *const names[5] = {s_row, s_device, s_reuseaddr, s_reuseport, s_holders};
     PyObject *cols = PyList_New(NCOLS);
     PyObject *addrs = PyDict_New(), *states = PyDict_New(), *flags = PyDict_New(), *who = PyDict_New();
     PyObject *uids = PyDict_New(), *protos6 = PyDict_New();
     PyObject *got[5] = {NULL, NULL, NULL, NULL, NULL};   /* this row's slots (new references) */
     PyObject *result = NULL;
     memo m_local = {0}, m_peer = {0}, m_state = {0}, m_flags = {0}, m_uid = {0}, m_who = {0}, m_proto = {0};
-    slot_map map = {NULL};
+    slot_map map = {NULL, 5, {0}};
     char num[32], tail[40];
     if (!cols || !addrs || !states || !flags || !who || !uids || !protos6)
         goto done;
@@ -543,17 +570,8 @@ static PyObject *sd_ls_columns(PyObject *self, PyObject *args) {
 #define COL(c) PyList_GET_ITEM(cols, c)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(socks); i++) {
         PyObject *hs = PyList_GET_ITEM(socks, i);
-        if (Py_TYPE(hs) != map.type)
-            slots_of(Py_TYPE(hs), names, &map);
-        for (int k = 0; k < 5; k++) {
-            Py_CLEAR(got[k]);
-            if (map.type) {
-                got[k] = *(PyObject **)((char *)hs + map.off[k]);
-                Py_XINCREF(got[k]);
-            }
-            if (!got[k] && !(got[k] = PyObject_GetAttr(hs, names[k])))
-                goto done;
-        }
+        if (get_slots(hs, names, &map, got) < 0)
+            goto done;
         PyObject *row = got[S_ROW], *dev = got[S_DEVICE], *ra = got[S_REUSEADDR], *rp = got[S_REUSEPORT];
         PyObject *holders = got[S_HOLDERS];
         if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 14 || !PyList_Check(holders))
@@ -752,6 +770,121 @@ done:
     return result;
 }
 
+/* ---- attribute ----------------------------------------------------------------------------- */
+
+static int is_zero(PyObject *v) {
+    int overflow = 0;
+    long x = PyLong_AsLongAndOverflow(v, &overflow);
+    return !overflow && x == 0;
+}
+
+static PyObject *sd_attribute(PyObject *self, PyObject *args) {
+    PyObject *socks, *processes, *commands, *note;
+    PyTypeObject *holder_type;
+    if (!PyArg_ParseTuple(args, "OOO!O!O", &socks, &processes, &PyDict_Type, &commands, &PyType_Type, &holder_type,
+                          &note))
+        return NULL;
+    /* Holder is a NamedTuple: a tuple subtype with no storage of its own, made as tuple.__new__ makes it */
+    if (!PyList_Check(socks) || !PyList_Check(processes) || !PyType_IsSubtype(holder_type, &PyTuple_Type) ||
+        holder_type->tp_basicsize != PyTuple_Type.tp_basicsize || holder_type->tp_itemsize != PyTuple_Type.tp_itemsize ||
+        holder_type->tp_alloc == NULL)
+        Py_RETURN_NONE;
+    if (intern_names() < 0)
+        return NULL;
+    PyObject *const names[2] = {s_row, s_holders};
+    slot_map map = {NULL, 2, {0}};
+    PyObject *got[2] = {NULL, NULL}, *want = PyDict_New(), *result = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(socks), unattributed = 0;
+    if (!want)
+        return NULL;
+    /* inode -> socket; a socket in two rows (it moved between tables during the dump): Python's */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *hs = PyList_GET_ITEM(socks, i);
+        if (get_slots(hs, names, &map, got) < 0)
+            goto done;
+        PyObject *row = got[0];
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 10 || !PyList_Check(got[1]))
+            goto decline;
+        PyObject *inode = PyTuple_GET_ITEM(row, 9);
+        if (!PyLong_CheckExact(inode))
+            goto decline;
+        if (is_zero(inode))
+            continue;
+        PyObject *had = PyDict_SetDefault(want, inode, hs);   /* borrowed */
+        if (!had)
+            goto done;
+        if (had != hs)
+            goto decline;
+    }
+    /* the walk's shape checked before anything is changed: a decline leaves the sockets as they were */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(processes); i++) {
+        PyObject *entry = PyList_GET_ITEM(processes, i);
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 || !PyList_Check(PyTuple_GET_ITEM(entry, 1)))
+            goto decline;
+        PyObject *pairs = PyTuple_GET_ITEM(entry, 1);
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(pairs); j++) {
+            PyObject *pair = PyList_GET_ITEM(pairs, j);
+            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2)
+                goto decline;
+        }
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(processes); i++) {
+        PyObject *entry = PyList_GET_ITEM(processes, i);
+        PyObject *pid = PyTuple_GET_ITEM(entry, 0), *pairs = PyTuple_GET_ITEM(entry, 1);
+        PyObject *command = PyDict_GetItemWithError(commands, pid);
+        if (!command) {
+            if (PyErr_Occurred())
+                goto done;
+            command = Py_None;
+        }
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(pairs); j++) {
+            PyObject *pair = PyList_GET_ITEM(pairs, j);
+            PyObject *hs = PyDict_GetItemWithError(want, PyTuple_GET_ITEM(pair, 0));
+            if (!hs) {
+                if (PyErr_Occurred())
+                    goto done;
+                continue;   /* not a socket of this snapshot (another protocol, a netlink socket) */
+            }
+            if (get_slots(hs, names, &map, got) < 0)
+                goto done;
+            PyObject *h = holder_type->tp_alloc(holder_type, 3);
+            if (!h)
+                goto done;
+            Py_INCREF(pid); Py_INCREF(PyTuple_GET_ITEM(pair, 1)); Py_INCREF(command);
+            PyTuple_SET_ITEM(h, 0, pid);
+            PyTuple_SET_ITEM(h, 1, PyTuple_GET_ITEM(pair, 1));
+            PyTuple_SET_ITEM(h, 2, command);
+            if (append_new(got[1], h) < 0)
+                goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *hs = PyList_GET_ITEM(socks, i);
+        if (get_slots(hs, names, &map, got) < 0)
+            goto done;
+        if (!PyTuple_Check(got[0]) || PyTuple_GET_SIZE(got[0]) < 10 || !PyList_Check(got[1])) {
+            PyErr_SetString(PyExc_TypeError, "attribute: a socket's row or holders changed during the call");
+            goto done;
+        }
+        if (PyList_GET_SIZE(got[1]) == 0 && PyLong_Check(PyTuple_GET_ITEM(got[0], 9)) &&
+            !is_zero(PyTuple_GET_ITEM(got[0], 9))) {
+            unattributed++;
+            if (PyObject_SetAttr(hs, s_flags_note, note) < 0)
+                goto done;
+        }
+    }
+    result = PyLong_FromSsize_t(unattributed);
+    goto done;
+decline:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(got[0]);
+    Py_XDECREF(got[1]);
+    Py_DECREF(want);
+    return result;
+}
+
 /* ---- walk ---------------------------------------------------------------------------------- */
 
 static int all_digits(const char *s) {
@@ -894,6 +1027,8 @@ static PyMethodDef methods[] = {
     {"sort_rows", sd_sort_rows, METH_VARARGS, "sort_rows(rows) -> bool: sort SockRows in ls order"},
     {"ls_columns", sd_ls_columns, METH_VARARGS,
      "ls_columns(socks, host, state, flags, who, procs) -> list[list[str]] | None: the ls cells"},
+    {"attribute", sd_attribute, METH_VARARGS,
+     "attribute(socks, processes, commands, holder_type, note) -> int | None: holders from an fd walk"},
     {"render", sd_render, METH_VARARGS, "render(cols, header) -> str | None: the aligned table"},
     {NULL, NULL, 0, NULL},
 };
