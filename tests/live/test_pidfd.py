@@ -9,7 +9,23 @@ import warnings
 
 import pytest
 
+from portspace.live import _pidfd
 from portspace.live._pidfd import SO_COOKIE, SYSCALLS, FlagReader
+
+
+@pytest.fixture(autouse=True, params=["accelerator", "ctypes"])
+def syscall_by(request, monkeypatch):
+    """Every test twice: pidfd_getfd by the C accelerator (where built) and through ctypes."""
+    if request.param == "ctypes":
+        monkeypatch.setattr(_pidfd, "_speedups_getfd", None)
+    elif _pidfd._speedups_getfd is None:
+        pytest.skip("the C accelerator is not built here (the ctypes run covers this test)")
+    return request.param
+
+
+def test_the_call_is_made_as_asked(syscall_by):
+    with FlagReader() as r:
+        assert (r._libc is None) is (syscall_by == "accelerator")
 
 
 def test_syscall_numbers_for_both_architectures():

@@ -13,7 +13,7 @@ and without a listening first socket, and UDP: 1152 cells, the layout of the liv
 from __future__ import annotations
 
 import errno
-import socket
+import _socket as socket   # constants only; the C module: `socket` costs ~2 ms to import (paid by every command, for the help text)
 from typing import Any, Callable, Iterator
 
 A4, A6 = socket.AF_INET, socket.AF_INET6

@@ -23,34 +23,38 @@ for a few microseconds.
 When any step fails the flags are *unknown* (None) with the reason -- never guessed.  A
 TIME_WAIT remnant has no fd at all, so its flags are always unknown here.
 
-``pidfd_getfd`` has no libc wrapper in Python 3.11: it is called with ``syscall(2)`` through
-ctypes.  Since Linux 5.1 new system calls have the same number on every architecture that uses
+``pidfd_getfd`` has no wrapper in Python 3.11's ``os``: it is called by the C accelerator
+(``_speedups.pidfd_getfd``, built with the libc's own syscall number) or, where that is not
+built, with ``syscall(2)`` through ctypes (imported then only: ~1 ms).  Since Linux 5.1 new system calls have the same number on every architecture that uses
 the generic table, so 434 (pidfd_open) and 438 (pidfd_getfd) hold on x86_64 and aarch64 alike;
 other machines are refused rather than guessed.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-import socket
 import sys
 
-import _socket
+import _socket   # the C module (see _netlink)
 
 __all__ = ["FlagReader", "SYSCALLS"]
 
 # (pidfd_open, pidfd_getfd) by `uname -m`
 SYSCALLS = {"x86_64": (434, 438), "aarch64": (434, 438), "arm64": (434, 438)}
 
-_SOL_SOCKET = socket.SOL_SOCKET
-_SO_REUSEADDR = socket.SO_REUSEADDR
-_SO_REUSEPORT = getattr(socket, "SO_REUSEPORT", 15)
-_SOCK_STREAM = socket.SOCK_STREAM
+_SOL_SOCKET = _socket.SOL_SOCKET
+_SO_REUSEADDR = _socket.SO_REUSEADDR
+_SO_REUSEPORT = getattr(_socket, "SO_REUSEPORT", 15)
+_SOCK_STREAM = _socket.SOCK_STREAM
 SO_COOKIE = 57   # include/uapi/asm-generic/socket.h (x86_64 and aarch64; not in Python 3.11's socket)
 _SocketType = _socket.socket   # the C type: no Python-level __init__ per wrapped copy
 _from_bytes = int.from_bytes
 _BYTEORDER = sys.byteorder
+
+try:   # the optional C accelerator (setup.py)
+    from ._speedups import pidfd_getfd as _speedups_getfd
+except ImportError:   # pragma: no cover - depends on the build
+    _speedups_getfd = None
 
 
 class FlagReader:
@@ -64,23 +68,27 @@ class FlagReader:
         self._pidfds: dict[int, int | str] = {}
         self.unavailable: str | None = None
         self._getfd_nr = 0
-        self._libc: ctypes.CDLL | None = None
+        self._libc: object | None = None   # ctypes.CDLL, when ctypes calls the syscall
         if nums is None:
             self.unavailable = f"pidfd_getfd's syscall number is not known for {machine}"
             return
         self._getfd_nr = nums[1]
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            # syscall(2) is variadic; its arguments are all long here, and declaring them
-            # saves a c_long object per argument per call (glibc's syscall is assembly that
-            # moves registers: no va_list involved on x86_64 or aarch64)
-            getfd = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long,
-                                     use_errno=True)(("syscall", libc))
-        except (OSError, AttributeError) as e:  # pragma: no cover - glibc/musl always have syscall
-            self.unavailable = f"cannot use the C library: {e}"
-            return
-        self._libc = libc
-        self._getfd = getfd
+        if _speedups_getfd is not None:
+            self._getfd = _getfd_c
+        else:
+            import ctypes
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                # syscall(2) is variadic; its arguments are all long here, and declaring them
+                # saves a c_long object per argument per call (glibc's syscall is assembly that
+                # moves registers: no va_list involved on x86_64 or aarch64)
+                getfd = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long,
+                                         use_errno=True)(("syscall", libc))
+            except (OSError, AttributeError) as e:  # pragma: no cover - glibc/musl always have syscall
+                self.unavailable = f"cannot use the C library: {e}"
+                return
+            self._libc = libc
+            self._getfd = _ctypes_getfd(getfd, ctypes.get_errno)
         if not hasattr(os, "pidfd_open"):  # pragma: no cover - Linux builds of 3.9+ have it
             self.unavailable = "os.pidfd_open is missing"
 
@@ -107,7 +115,7 @@ class FlagReader:
         return v
 
     def read(self, pid: int, fd: int, inode: int, cookie: int = 0,
-             family: int = socket.AF_INET) -> tuple[bool | None, bool | None, str | None]:
+             family: int = _socket.AF_INET) -> tuple[bool | None, bool | None, str | None]:
         """``(reuseaddr, reuseport, None)`` read from ``pid``'s ``fd``, or ``(None, None, why)``.
 
         The copy is checked to be the socket asked about: by its sock_diag ``cookie`` when one
@@ -123,9 +131,10 @@ class FlagReader:
             pidfd = self._pidfd(pid)
         if pidfd.__class__ is str:
             return None, None, pidfd  # type: ignore[return-value]
-        copy = self._getfd(self._getfd_nr, pidfd, fd, 0)
-        if copy < 0:
-            return None, None, _why(ctypes.get_errno(), pid)
+        try:
+            copy = self._getfd(self._getfd_nr, pidfd, fd)
+        except OSError as e:
+            return None, None, _why(e.errno, pid)
         try:
             s = _SocketType(family, _SOCK_STREAM, 0, copy)
         except OSError:
@@ -143,6 +152,23 @@ class FlagReader:
             return None, None, f"getsockopt failed: {os.strerror(e.errno) if e.errno else e}"
         finally:
             s.close()
+
+
+def _getfd_c(nr: int, pidfd: int, fd: int) -> int:
+    """pidfd_getfd by the C accelerator (its syscall number is the C library's own; ``nr``,
+    from :data:`SYSCALLS`, is the same)."""
+    return _speedups_getfd(pidfd, fd)
+
+
+def _ctypes_getfd(getfd, get_errno):
+    """pidfd_getfd through ctypes' ``syscall``, raising OSError as the C version does."""
+    def call(nr: int, pidfd: int, fd: int) -> int:
+        copy = getfd(nr, pidfd, fd, 0)
+        if copy < 0:
+            err = get_errno()
+            raise OSError(err, os.strerror(err))
+        return copy
+    return call
 
 
 def _why(err: int, pid: int) -> str:

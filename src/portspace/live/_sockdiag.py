@@ -35,7 +35,7 @@ near the port it is asked about.
 """
 from __future__ import annotations
 
-import socket
+import _socket   # the C module (see _netlink)
 import struct
 from typing import Iterable
 
@@ -60,7 +60,7 @@ _REQ = struct.Struct("=BBBBI48x")
 # (network byte order, swapped below); if, cookie[2], expires, rqueue, wqueue, uid, inode.
 _MSG = struct.Struct("=BBBBHH4I4IIIIIIIII")
 _MSG_SIZE = 72
-_ntohs, _ntohl = socket.ntohs, socket.ntohl
+_ntohs, _ntohl = _socket.ntohs, _socket.ntohl
 _LISTEN, _CLOSE = 10, 7
 _BC_OP = struct.Struct("=BBH")             # struct inet_diag_bc_op { u8 code; u8 yes; u16 no; }
 
@@ -262,7 +262,7 @@ def dump(protos: Iterable[str] = ("tcp", "udp"), families: Iterable[int] = (AF_I
     out = Decoded()
     bytecode = port_filter(*ports) if ports is not None else None
     for proto in protos:
-        ipproto = socket.IPPROTO_TCP if proto == "tcp" else socket.IPPROTO_UDP
+        ipproto = _socket.IPPROTO_TCP if proto == "tcp" else _socket.IPPROTO_UDP
         for family in families:
             chunks = _netlink.dump(_netlink.NETLINK_SOCK_DIAG, build_request(family, ipproto, bytecode=bytecode))
             for chunk in chunks:

@@ -1,16 +1,19 @@
 /*
- * portspace.live._speedups: optional C versions of the host inspector's three per-row loops.
+ * portspace.live._speedups: optional C versions of the host inspector's per-row loops.
  *
  * Theory of operation
  * -------------------
- * ``portspace ls`` on 20 000 sockets spends most of its own time (not the kernel's) in three
- * loops over every socket: decoding inet_diag messages into SockRow tuples, sorting the rows
- * into ls order, and padding the table.  Each is a pure function of its input, and each has a
- * Python version that stays the reference (``_sockdiag._decode_general``, ``list.sort`` with
- * ``_snapshot.ROW_ORDER``, ``cli._live._columns_table``); tests/live/test_speedups.py checks
- * them equal on captured and generated input.  This module is built by ``pip install`` where
- * a C compiler exists and is skipped where none does (setup.py marks it optional); the Python
- * code uses it when it imports and otherwise runs its own loops.
+ * ``portspace ls`` on 20 000 sockets spends most of its own time (not the kernel's) in loops
+ * over every socket: decoding inet_diag messages into SockRow tuples, sorting the rows into ls
+ * order, walking /proc/<pid>/fd, giving each socket its holders, making the table's cells and
+ * padding them.  Each is a pure function of its input, and each has a Python version that
+ * stays the reference (``_sockdiag._decode_general``, ``list.sort`` with
+ * ``_snapshot.ROW_ORDER``, ``_procfs.scan_socket_fds``, ``_snapshot._attribute_py``,
+ * ``cli._live._ls_columns_py``, ``cli._live._columns_table``); tests/live/test_speedups.py
+ * checks them equal on captured and generated input.  This module is built by ``pip install``
+ * where a C compiler exists and is skipped where none does (setup.py marks it optional); the
+ * Python code uses it when it imports and otherwise runs its own loops.  Text is never made
+ * here from rules of its own: ls_columns calls the Python cell functions and only caches.
  *
  * Each function does only the common case and hands the rest back to Python:
  *
@@ -27,6 +30,14 @@
  *       under ``root``, as ``[(pid, [(N, fd), ...]), ...]`` in readdir order (the inode N as an
  *       int, not the link text), with the same counts and the same handling of processes that
  *       vanish or refuse (EACCES/EPERM).
+ *   ls_columns(socks, host, state, flags, who, procs) -> list[list[str]] | None
+ *       ``cli._live._ls_columns_py``: the ls table's cells as columns, made by the same Python
+ *       cell functions (called once per distinct value); None for input it does not expect.
+ *   attribute(socks, processes, commands, holder_type, note) -> int | None
+ *       ``_snapshot._attribute_py``: holders from the fd walk appended, unheld sockets noted,
+ *       their count returned; None (nothing changed) when one inode is in two rows.
+ *   pidfd_getfd(pidfd, fd) -> int
+ *       The system call (no libc wrapper; ``_pidfd`` otherwise calls it through ctypes).
  *   render(cols, header) -> str | None
  *       The left-aligned table of ``_columns_table`` (columns two spaces apart, the last one
  *       unpadded, the header line right-stripped); None unless every cell is an ASCII str.
@@ -44,6 +55,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <structmember.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define SOCK_DIAG_BY_FAMILY 20
 #define MSG_SIZE 72
@@ -1021,7 +1034,31 @@ error:
     return NULL;
 }
 
+/* ---- pidfd_getfd ---------------------------------------------------------------------------- */
+
+#if !defined(SYS_pidfd_getfd) && defined(__NR_pidfd_getfd)
+#define SYS_pidfd_getfd __NR_pidfd_getfd
+#endif
+
+#ifdef SYS_pidfd_getfd
+/* pidfd_getfd(pidfd, fd) -> a copy of the holder's fd in this process (close-on-exec, as the
+ * kernel makes it); OSError with the errno when it fails.  _pidfd.FlagReader calls it, or the
+ * same syscall through ctypes where this module is not built. */
+static PyObject *sd_pidfd_getfd(PyObject *self, PyObject *args) {
+    int pidfd, fd;
+    if (!PyArg_ParseTuple(args, "ii", &pidfd, &fd))
+        return NULL;
+    long r = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+    if (r < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(r);
+}
+#endif
+
 static PyMethodDef methods[] = {
+#ifdef SYS_pidfd_getfd
+    {"pidfd_getfd", sd_pidfd_getfd, METH_VARARGS, "pidfd_getfd(pidfd, fd) -> fd: the syscall (OSError on failure)"},
+#endif
     {"walk", sd_walk, METH_VARARGS, "walk(root, skip) -> (processes, scanned, denied, vanished)"},
     {"decode", sd_decode, METH_VARARGS, "decode(data, proto, rows, row_type, offset) -> stop offset"},
     {"sort_rows", sd_sort_rows, METH_VARARGS, "sort_rows(rows) -> bool: sort SockRows in ls order"},
