@@ -473,8 +473,8 @@ typedef struct {
     int valid;
     long n1, n2;
     uint64_t hi, lo;
-    PyObject *o1, *o2, *o3, *o4;   /* borrowed: alive as long as the rows are */
-    PyObject *text;                /* a reference held by the memo */
+    PyObject *o1, *o2, *o3, *o4;   /* references held by the memo (so an address is never reused */
+    PyObject *text;                /* for another object while compared), and the cell's text */
 } memo;
 
 static int memo_hit(const memo *m, long n1, long n2, uint64_t hi, uint64_t lo, PyObject *o1, PyObject *o2,
@@ -487,9 +487,14 @@ static void memo_set(memo *m, long n1, long n2, uint64_t hi, uint64_t lo, PyObje
                      PyObject *o3, PyObject *o4, PyObject *text) {
     Py_INCREF(text);
     Py_XSETREF(m->text, text);
+    Py_XINCREF(o1); Py_XINCREF(o2); Py_XINCREF(o3); Py_XINCREF(o4);
+    Py_XSETREF(m->o1, o1); Py_XSETREF(m->o2, o2); Py_XSETREF(m->o3, o3); Py_XSETREF(m->o4, o4);
     m->valid = 1;
     m->n1 = n1; m->n2 = n2; m->hi = hi; m->lo = lo;
-    m->o1 = o1; m->o2 = o2; m->o3 = o3; m->o4 = o4;
+}
+
+static void memo_clear(memo *m) {
+    Py_CLEAR(m->text); Py_CLEAR(m->o1); Py_CLEAR(m->o2); Py_CLEAR(m->o3); Py_CLEAR(m->o4);
 }
 
 /* Reading a HostSocket's attributes.  HostSocket keeps them in __slots__: when an object's
@@ -776,8 +781,8 @@ decline:
 done:
     for (int k = 0; k < 5; k++)
         Py_XDECREF(got[k]);
-    Py_XDECREF(m_local.text); Py_XDECREF(m_peer.text); Py_XDECREF(m_state.text); Py_XDECREF(m_flags.text);
-    Py_XDECREF(m_uid.text); Py_XDECREF(m_who.text); Py_XDECREF(m_proto.text);
+    memo_clear(&m_local); memo_clear(&m_peer); memo_clear(&m_state); memo_clear(&m_flags);
+    memo_clear(&m_uid); memo_clear(&m_who); memo_clear(&m_proto);
     Py_XDECREF(cols); Py_XDECREF(addrs); Py_XDECREF(states); Py_XDECREF(flags); Py_XDECREF(who);
     Py_XDECREF(uids); Py_XDECREF(protos6);
     return result;
