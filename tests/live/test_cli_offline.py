@@ -261,3 +261,30 @@ def test_commands_restore_the_garbage_collector(was_enabled):
         assert main(["ports"]) == 0 and gc.isenabled() is was_enabled
     finally:
         gc.enable()
+
+
+def test_hostile_names_cannot_break_the_table_or_drive_the_terminal(monkeypatch, capsys):
+    """A process may name itself anything (prctl, argv) and a device may hold an ESC: text
+    output shows such characters escaped (one line per socket, no control sequence reaches the
+    terminal); JSON carries the raw text."""
+    from .offline import snapshot as make, sock
+    evil = "\x1b]0;pwned\x07evil\x1b[2J\nsecond line --port 80"
+    hostile = make(sock("tcp", "127.0.0.1:5000", "LISTEN", pid=66, command=evil),
+                   sock("tcp", "[fe80::1]:5001", "LISTEN", pid=67, command="ok", ifindex=9, device="d\x1bv",
+                        v6only=True))
+    monkeypatch.setattr(portspace.live, "snapshot", lambda *a, **kw: hostile)
+    for argv in (["ls"], ["explain", "tcp", "127.0.0.1:5000"], ["explain", "tcp", "[fe80::1%9]:5001"]):
+        main(argv)
+        out, err = capsys.readouterr()
+        assert not any(ord(c) < 32 and c != "\n" or c == "\x7f" for c in out + err), (argv, out)
+        if argv == ["ls"]:
+            lines = out.splitlines()
+            assert len(lines) == 3
+            assert "66/\\x1b]0;pwned\\x07evil\\x1b[2J\\nsecond fd 3" in lines[1]
+            assert "[fe80::1%d\\x1bv]:5001" in lines[2] and "dev=d\\x1bv" in lines[2]
+        elif argv[2].startswith("127"):
+            assert "held by pid 66 fd 3: \\x1b]0;pwned\\x07evil\\x1b[2J\\nsecond line --port 80" in out
+    main(["ls", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["sockets"][0]["processes"][0]["command"] == evil
+    assert data["sockets"][1]["device"] == "d\x1bv"

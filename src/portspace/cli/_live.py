@@ -507,6 +507,7 @@ def _one_line_error_text(args: argparse.Namespace) -> str:
 
 
 def _print_verdict(v: Any, style: _Style) -> None:
+    from portspace.live import printable
     out = sys.stdout
     call = v.question.text(v.uid)
     if v.status == "ok":
@@ -535,7 +536,7 @@ def _print_verdict(v: Any, style: _Style) -> None:
             out.write(f"{indent}- [{r.rule}, spec {r.spec}] {r.message}\n")
             if r.blocker is not None and r.blocker.holders:
                 for h in r.blocker.holders[:5]:
-                    out.write(f"{indent}  held by pid {h.pid} fd {h.fd}: {h.command or '?'}\n")
+                    out.write(f"{indent}  held by pid {h.pid} fd {h.fd}: {printable(h.command or '?')}\n")
             if r.others:
                 out.write(f"{indent}  and {len(r.others)} more sockets, same rule: "
                           + "; ".join(f"{n} {state} of {holder}" for holder, state, n in r.others_by_holder()[:SHOWN])

@@ -13,7 +13,7 @@ from typing import Any
 _WHERE = {
     "KernelNamespace": "_kernel", "KernelSocket": "_kernel", "Unavailable": "_kernel", "probe": "_kernel",
     "snapshot": ("_snapshot", "take"), "Snapshot": "_snapshot", "HostSocket": "_snapshot",
-    "comm_of": "_snapshot", "endpoint_text": "_rows", "state_name": "_rows",
+    "comm_of": "_snapshot", "endpoint_text": "_rows", "printable": "_rows", "state_name": "_rows",
     "Question": "_query", "Verdict": "_query", "explain": "_query", "parse_endpoint": "_query",
     "window_for": "_query",
     "ports_report": ("_ports", "report"), "PortsReport": "_ports",

@@ -19,7 +19,7 @@ from typing import NamedTuple
 from ..model._addr import AF_INET, AF_INET6, format_ipv4, format_ipv6, v6_needs_scope
 from ..model._rules import CLOSE, ESTABLISHED, STATE_NAMES
 
-__all__ = ["SockRow", "state_name", "addr_text", "endpoint_text", "TCP_BOUND_INACTIVE", "TIMER_NAMES"]
+__all__ = ["SockRow", "state_name", "addr_text", "endpoint_text", "printable", "TCP_BOUND_INACTIVE", "TIMER_NAMES"]
 
 TCP_NEW_SYN_RECV = 12
 TCP_BOUND_INACTIVE = 13
@@ -72,13 +72,25 @@ def state_name(proto: str, state: int) -> str:
     return STATE_NAMES.get(state, f"STATE_{state}")
 
 
+def printable(text: str) -> str:
+    """``text`` safe to show on a terminal: every character that is not printable (newline,
+    tab, the ESC of a terminal control sequence, other control and format characters) as its
+    Python escape (``\\n``, ``\\x1b``).  Command lines and device names are chosen by other users
+    (``prctl``, ``ip link set name``); shown raw they could break the table or drive the
+    terminal of whoever runs ``portspace``, often root.  JSON carries the raw text (escaped by
+    JSON itself)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def addr_text(family: int, addr: int, scope: str | None = None) -> str:
     """``127.0.0.1``, ``::ffff:127.0.0.1``, ``fe80::1%eth0`` (scope added to link-local only)."""
     if family == AF_INET:
         return format_ipv4(addr)
     text = format_ipv6(addr)
     if scope and v6_needs_scope(addr):
-        text += "%" + scope
+        text += "%" + printable(scope)
     return text
 
 

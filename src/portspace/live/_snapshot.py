@@ -46,7 +46,7 @@ from typing import Callable, Iterable, NamedTuple
 
 from . import _procfs, _procnet, _rtnl, _sockdiag
 from ._pidfd import FlagReader
-from ._rows import SockRow, TCP_NEW_SYN_RECV, endpoint_text
+from ._rows import SockRow, TCP_NEW_SYN_RECV, endpoint_text, printable
 from ..model._addr import AF_INET, AF_INET6, LOOPBACK4_IPV6, v6_is_mapped
 from ..model._rules import SYN_RECV
 
@@ -145,7 +145,7 @@ class HostSocket:
             elif v:
                 parts.append(FLAG_NAMES[f])
         if self.device:
-            parts.append(f"dev={self.device}")
+            parts.append(f"dev={printable(self.device)}")
         elif self.row.ifindex:
             parts.append(f"ifindex={self.row.ifindex}")
         return ",".join(parts) if parts else "-"
@@ -191,11 +191,12 @@ class HostSocket:
 
 def comm_of(command: str | None) -> str:
     """The program name of a command line, as ss and netstat show it: ``/usr/bin/python3 -m x``
-    -> ``python3``; ``nginx: worker process`` -> ``nginx:``; ``[kthreadd]`` stays."""
+    -> ``python3``; ``nginx: worker process`` -> ``nginx:``; ``[kthreadd]`` stays; shown
+    :func:`~._rows.printable` (a newline or ESC in it escaped)."""
     if not command:
         return "?"
     first = command.split(" ", 1)[0]
-    return first.rsplit("/", 1)[-1] or first
+    return printable(first.rsplit("/", 1)[-1] or first)
 
 
 class Snapshot:
