@@ -107,7 +107,12 @@ def test_explain_json(capsys, fake_host):
     pytest.param(["explain", "tcp", "1.2.3.4:99999"], "the port must be a number", id="port out of range"),
     pytest.param(["explain", "tcp", "localhost:80"], "not a numeric IP address", id="a name"),
     pytest.param(["explain", "sctp", "1.2.3.4:80"], "unknown protocol 'sctp'", id="protocol"),
-    pytest.param(["explain", "connect", "1.2.3.4:80"], "connect() is not modelled yet", id="connect"),
+    pytest.param(["explain", "connect", "8080"], "connect needs a destination ADDR:PORT", id="connect to a bare port"),
+    pytest.param(["explain", "connect", "10.0.0.1:0"], "connect needs a destination", id="connect to port 0"),
+    pytest.param(["explain", "connect", "10.0.0.1:80", "--listen", "--reuseport"],
+                 "--reuseport, --listen do not apply to connect", id="connect with bind options"),
+    pytest.param(["explain", "connect", "[fe80::1%eth0]:80"], "link-local IPv6 address", id="connect link-local"),
+    pytest.param(["explain", "connect", "10.0.0.1:80", "--device", "nope"], "no device 'nope'", id="connect device"),
     pytest.param(["explain", "udp", "1.2.3.4:80", "--listen"], "--listen applies to TCP only", id="udp listen"),
     pytest.param(["explain", "tcp", "1.2.3.4:80", "--v6only"], "--v6only applies to IPv6", id="v6only on v4"),
 ])

@@ -252,3 +252,75 @@ def test_ipv6_scope_by_name_or_number():
     assert explain(snap, q("tcp", "[fe80::1%2]:8001")).status == "ok"
     v = explain(snap, q("tcp", "[fe80::1%nosuch]:8000"))
     assert v.cases[0].error == "ENODEV" and "names no device" in v.cases[0].reasons[0].message
+
+
+# ---- explain connect (no I/O: the route is given) ----------------------------------------
+
+def _connect(snap, endpoint, route):
+    from portspace.live._outbound import ConnectQuestion, explain_connect
+    family, host, port = parse_endpoint(endpoint)
+    return explain_connect(snap, ConnectQuestion(family, host, port), route)
+
+
+def _route(kind="local", source="127.0.0.1", oif=1):
+    from portspace.live._rtnl import Route
+    from portspace.model._addr import parse_ipv4
+    return Route(AF_INET, kind, parse_ipv4(source), oif, None)
+
+
+SMALL = {"net.ipv4.ip_local_port_range": "40000\t40003", "net.ipv4.ip_unprivileged_port_start": "1024"}
+
+
+def test_connect_counts_ports_per_destination():
+    conns = [sock("tcp", f"127.0.0.1:{p}", "ESTABLISHED", peer="127.0.0.1:5000", pid=9) for p in (40000, 40001)]
+    other = sock("tcp", "127.0.0.1:40002", "ESTABLISHED", peer="127.0.0.1:6000", pid=9)
+    snap = snapshot(sock("tcp", "127.0.0.1:5000", "LISTEN", pid=1), *conns, other, sysctls=SMALL)
+    v = _connect(snap, "127.0.0.1:5000", _route())
+    assert v.status == "ok" and v.extra["ports"]["left"] == 2                   # 40002 shared, 40003 free
+    assert v.extra["ports"]["held_by_connections_to_it"] == 2
+    snap.sockets.append(sock("tcp", "127.0.0.1:40003", "BOUND", pid=2))         # never used by connect()
+    snap.sockets.append(sock("tcp", "127.0.0.1:40002", "ESTABLISHED", peer="127.0.0.1:5000", pid=9))
+    v = _connect(snap, "127.0.0.1:5000", _route())
+    assert v.status == "fail" and v.cases[0].error == "EADDRNOTAVAIL" and v.exit_code == 1
+    assert v.extra["ports"]["held_by_bind_or_listen"] == 1
+    assert _connect(snap, "127.0.0.1:6000", _route()).cases[0].error == "ECONNREFUSED"   # ports ok, no listener
+
+
+def test_connect_route_errors_and_remote_destinations():
+    import errno
+    snap = snapshot(sysctls=SMALL)
+    v = _connect(snap, "203.0.113.1:80", OSError(errno.ENETUNREACH, "Network is unreachable"))
+    assert v.status == "fail" and v.cases[0].error == "ENETUNREACH" and "no route" in v.cases[0].reasons[0].message
+    v = _connect(snap, "10.0.0.7:443", _route("unicast", "10.0.0.2", 2))
+    assert v.status == "ok" and v.extra["source_address"] == "10.0.0.2" and v.extra["route"]["device"] == "eth0"
+    assert "cannot be known here" in v.cases[0].reasons[0].message
+    with pytest.raises(NotImplementedError, match="blackhole"):
+        _connect(snap, "10.0.0.7:443", _route("blackhole"))
+
+
+def test_connect_recyclable_time_wait_depends_on_timestamps():
+    tws = [sock("tcp", f"127.0.0.1:{p}", "TIME_WAIT", peer="127.0.0.1:5000") for p in range(40000, 40004)]
+    snap = snapshot(sock("tcp", "127.0.0.1:5000", "LISTEN", pid=1), *tws, sysctls=SMALL)   # 42 s left: 18 s old
+    v = _connect(snap, "127.0.0.1:5000", _route())
+    assert v.status == "depends" and v.exit_code == 3 and [c.ok for c in v.cases] == [True, False]
+    assert "timestamps" in v.depends_on
+    snap.sysctls["net.ipv4.tcp_tw_reuse"] = "0"
+    assert _connect(snap, "127.0.0.1:5000", _route()).status == "fail"
+    snap.sysctls["net.ipv4.tcp_tw_reuse"] = "2"
+    snap.sysctls["net.ipv4.tcp_timestamps"] = "0"                           # then none has timestamps
+    assert _connect(snap, "127.0.0.1:5000", _route()).status == "fail"
+
+
+def test_decode_route_answer():
+    import struct
+    from portspace.live import _rtnl
+    attrs = (struct.pack("=HH", 8, _rtnl.RTA_OIF) + struct.pack("=I", 2) +
+             struct.pack("=HH", 8, _rtnl.RTA_PREFSRC) + bytes([10, 0, 0, 2]) +
+             struct.pack("=HH", 8, _rtnl.RTA_GATEWAY) + bytes([10, 0, 0, 1]))
+    body = struct.pack("=BBBBBBBBI", 2, 32, 0, 0, 254, 0, 0, 1, 0) + attrs
+    msg = struct.pack("=IHHII", 16 + len(body), _rtnl.RTM_NEWROUTE, 0, 1, 0) + body
+    assert _rtnl.decode_route(msg) == _rtnl.Route(2, "unicast", 0x0A000002, 2, 0x0A000001)
+    assert _rtnl.decode_route(msg[:20]) is None                       # truncated: no route, no traceback
+    assert _rtnl.decode_route(b"") is None
+    req = _rtnl.route_request(10, 1, oif=3, uid=1000)
+    assert struct.unpack_from("=IHH", req) == (len(req), _rtnl.RTM_GETROUTE, 1)   # a request, not a dump

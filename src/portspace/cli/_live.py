@@ -13,8 +13,8 @@ when ``NO_COLOR`` is set (https://no-color.org) or ``TERM=dumb``.  Bad arguments
 on stderr and exit status 2, never a traceback.
 
 Exit status of ``explain``: 0 the call would succeed, 1 it would fail, 2 bad arguments (or a
-question portspace cannot answer yet, such as connect()), 3 the answer depends on flags that
-could not be read (both cases are shown).  ``ls`` and ``ports``: 0, or 1 when the host cannot
+question portspace cannot answer, named), 3 the answer depends on what could not be read
+(unknown flags, whether TIME_WAIT remnants used TCP timestamps; both cases are shown).  ``ls`` and ``ports``: 0, or 1 when the host cannot
 be read at all, 2 for bad arguments.
 """
 from __future__ import annotations
@@ -40,9 +40,11 @@ examples:
   portspace explain tcp '[::]:443' --reuseaddr --listen
   portspace explain udp 127.0.0.1:5353 --reuseport --uid 1000
   portspace explain tcp 127.0.0.1:40000 --device eth0 --json | jq .verdict
+  portspace explain connect 10.0.0.5:443             a local port left for it? (EADDRNOTAVAIL)
+  portspace explain connect 127.0.0.1:5432 --json | jq .ports
 
 exit status: 0 would succeed, 1 would fail, 2 bad arguments,
-             3 depends on flags that could not be read (both cases shown)"""
+             3 depends on what could not be read (both cases shown)"""
 
 LS_EPILOG = """\
 examples:
@@ -117,16 +119,22 @@ def add_parsers(sub: Any, parent: argparse.ArgumentParser | None = None) -> None
                     help="also read SO_REUSEADDR/SO_REUSEPORT of connected sockets (one pidfd_getfd each)")
     _common(ls)
 
-    ex = sub.add_parser("explain", help="would bind()/listen() of this address succeed here, and why not",
+    ex = sub.add_parser("explain", help="would bind()/listen() of this address, or connect() to it, succeed here",
                         description="Load this host's sockets, devices, addresses and sysctls into the model "
                                     "and ask it whether a new socket could bind (and listen on) an address: "
                                     "which sockets block it (pid, command, uid, state, flags), the rule, and "
-                                    "the smallest changes that would make it work.  Nothing is bound.",
+                                    "the smallest changes that would make it work.  With 'connect': whether a "
+                                    "new TCP socket's connect() to ADDR:PORT would start -- the route (asked of "
+                                    "the kernel, as ip route get), a local port from the ephemeral range for "
+                                    "that destination (or EADDRNOTAVAIL, and who holds the ports), and for a "
+                                    "local destination whether anything listens.  Nothing is bound or sent.",
                         epilog=EXPLAIN_EPILOG, formatter_class=fmt)
-    ex.add_argument("proto", metavar="tcp|udp|connect", help="the protocol (connect: not modelled yet)")
+    ex.add_argument("proto", metavar="tcp|udp|connect",
+                    help="bind() of a TCP or UDP socket, or connect() of a TCP socket")
     ex.add_argument("address", metavar="ADDR:PORT",
                     help="local address and port, e.g. 0.0.0.0:8080, [::]:443, [fe80::1%%eth0]:80, "
-                         "or just 8080 (= 0.0.0.0:8080); port 0 asks for an automatic port")
+                         "or just 8080 (= 0.0.0.0:8080); port 0 asks for an automatic port.  With "
+                         "connect: the destination, e.g. 10.0.0.5:443 or [2001:db8::1]:80")
     ex.add_argument("--reuseaddr", action="store_true", help="the new socket sets SO_REUSEADDR")
     ex.add_argument("--reuseport", action="store_true", help="the new socket sets SO_REUSEPORT")
     ex.add_argument("--v6only", action="store_true", help="the new socket sets IPV6_V6ONLY (IPv6 only)")
@@ -472,9 +480,7 @@ def _explain(args: argparse.Namespace, snapshot: Any) -> int:
     proto = args.proto.lower()
     err = _one_line_error_text(args)
     if proto == "connect":
-        sys.stderr.write(f"{err}connect() is not modelled yet; explain covers bind() and listen() "
-                         f"(tcp or udp)\n")
-        return 2
+        return _explain_connect(args, snapshot, err)
     if proto not in ("tcp", "udp"):
         sys.stderr.write(f"{err}unknown protocol {args.proto!r}: use tcp, udp or connect\n")
         return 2
@@ -502,6 +508,56 @@ def _explain(args: argparse.Namespace, snapshot: Any) -> int:
     return v.exit_code
 
 
+def _explain_connect(args: argparse.Namespace, snapshot: Any, err: str) -> int:
+    """``explain connect DEST:PORT``: the route (asked of the kernel), the port, the listener."""
+    from portspace.live import parse_endpoint
+    from portspace.live._outbound import ConnectQuestion, explain_connect
+    from portspace.live._rtnl import route_get
+    wrong = [o for o, on in (("--reuseaddr", args.reuseaddr), ("--reuseport", args.reuseport),
+                             ("--v6only", args.v6only), ("--listen", args.listen)) if on]
+    if wrong:
+        sys.stderr.write(f"{err}{', '.join(wrong)} do{'es' if len(wrong) == 1 else ''} not apply to connect "
+                         f"(explain tcp ADDR:PORT asks about bind() and listen())\n")
+        return 2
+    try:
+        family, host, port = parse_endpoint(args.address)
+        if port == 0 or args.address.strip().isdigit():
+            raise ValueError(f"{args.address!r}: connect needs a destination ADDR:PORT with a port from 1 to 65535")
+        q = ConnectQuestion(family, host, port, device=args.device, uid=args.uid)
+    except ValueError as e:
+        sys.stderr.write(f"{err}{e}\n")
+        return 2
+    snap = snapshot(("tcp",), None, source=args.source, read_flags=False)
+    oif = 0
+    if q.device:
+        oif = next((link.ifindex for link in snap.links if link.name == q.device), -1)
+        if oif < 0:
+            sys.stderr.write(f"{err}no device {q.device!r} in this network namespace (SO_BINDTODEVICE fails with "
+                             f"ENODEV)\n")
+            return 2
+    try:
+        route: Any = route_get(q.family, q.address, oif, args.uid)
+    except OSError as e:
+        route = e
+    try:
+        v = explain_connect(snap, q, route)
+    except NotImplementedError as e:
+        sys.stderr.write(f"{err}{e}\n")
+        return 2
+    notes = list(snap.notes) + [n for n in v.notes if n not in snap.notes]
+    if args.json:
+        d = v.as_dict()
+        d["source"] = snap.source
+        d["notes"] = notes
+        import json
+        json.dump(d, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return v.exit_code
+    _print_verdict(v, _Style(sys.stdout))
+    _notes(notes)
+    return v.exit_code
+
+
 def _one_line_error_text(args: argparse.Namespace) -> str:
     return f"portspace {args.command}: error: "
 
@@ -514,10 +570,10 @@ def _print_verdict(v: Any, style: _Style) -> None:
         out.write(f"{call}: {style('would succeed', '1;32')}\n")
     elif v.status == "fail":
         c = v.cases[0]
-        at = f" at {c.stage}()" if c.stage != "bind" else ""
+        at = f" at {c.stage}()" if c.stage not in ("bind", "connect") else ""
         out.write(f"{call}: {style('would fail', '1;31')} with {c.error}{at}\n")
     else:
-        out.write(f"{call}: {style('depends', '1;33')} on flags that could not be read\n")
+        out.write(f"{call}: {style('depends', '1;33')} on {v.depends_on}\n")
         for hs, flag in v.deciding[:SHOWN]:
             why = hs.flags_note or "unreadable"
             out.write(f"  {hs.label()}: {flag.upper() if flag == 'v6only' else 'SO_' + flag.upper()} unknown ({why})\n")

@@ -9,7 +9,8 @@ Two netlink families are read: ``NETLINK_SOCK_DIAG`` (the socket table, :mod:`._
 
 Rule 1: the functions that turn bytes into values (:func:`iter_messages`, :func:`iter_attrs`,
 :func:`done_status`) are pure, so the decoders built on them are tested on captured bytes.
-Rule 2: :func:`dump` is the only function here that does I/O.  It returns the raw datagrams
+Rule 2: :func:`dump` and :func:`request` (one question, one answer: ``ip route get``) are the
+only functions here that do I/O.  It returns the raw datagrams
 exactly as the kernel sent them; decoding is the caller's business.  A dump never writes
 anything but its one request to the kernel: the inspector only reads.
 
@@ -33,7 +34,7 @@ import _socket   # the C module: ``socket`` (enums, the Python class) costs ~2 m
 import struct
 from collections.abc import Iterator
 
-__all__ = ["NetlinkError", "NLMSG_HDR", "NLA_HDR", "dump", "iter_messages", "iter_attrs", "pack_request"]
+__all__ = ["NetlinkError", "NLMSG_HDR", "NLA_HDR", "dump", "request", "iter_messages", "iter_attrs", "pack_request"]
 
 NETLINK_ROUTE = 0
 NETLINK_SOCK_DIAG = 4
@@ -173,3 +174,32 @@ def dump(protocol: int, request: bytes, seq: int = 1) -> list[bytes]:
                 off += (length + 3) & ~3
     finally:
         s.close()
+
+
+def request(protocol: int, message: bytes) -> bytes:
+    """Send one request that is answered by one message (not a dump: ``RTM_GETROUTE`` for one
+    destination, as ``ip route get`` asks) and return the datagram of the answer.
+
+    Raises:
+        NetlinkError: the kernel answered with NLMSG_ERROR (its errno: ENETUNREACH when there is
+            no route, EHOSTUNREACH/EACCES/EINVAL for unreachable/prohibit/blackhole routes), or
+            the answer is malformed.
+        OSError: the netlink socket cannot be opened.
+    """
+    s = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, protocol)
+    try:
+        s.bind((0, 0))
+        s.sendto(message, (0, 0))
+        data = s.recv(65536)
+    finally:
+        s.close()
+    problem = framing_error(data)
+    if problem or not data:
+        raise NetlinkError(errno.EPROTO, f"malformed netlink reply: {problem or 'empty'}")
+    for mtype, _flags, start, end in iter_messages(data):
+        if mtype == NLMSG_ERROR:
+            err = error_code(data, start, end)
+            if err:
+                raise NetlinkError(err, os.strerror(err))
+    return data
+

@@ -229,6 +229,8 @@ class Verdict:
     also_possible: list[HostSocket] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     suspects: list[HostSocket] = field(default_factory=list)   # blockers whose unknown flags could decide
+    depends_on: str = "flags that could not be read"            # what a "depends" verdict hinges on
+    extra: dict[str, Any] = field(default_factory=dict)        # more answer fields (connect: route, ports)
 
     @property
     def exit_code(self) -> int:
@@ -239,7 +241,8 @@ class Verdict:
                 "exit_code": self.exit_code, "cases": [c.as_dict() for c in self.cases],
                 "deciding_unknowns": [{"socket": hs.as_dict(), "flag": FLAG_NAMES[f]} for hs, f in self.deciding],
                 "possibly_also_blocked_by": [hs.as_dict() for hs in self.also_possible],
-                "notes": self.notes}
+                "depends_on": self.depends_on if self.status == "depends" else None,
+                **self.extra, "notes": self.notes}
 
 
 # ------------------------------------------------------------------------------------------

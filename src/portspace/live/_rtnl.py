@@ -14,20 +14,34 @@ links); IPv6 has only ``IFA_ADDRESS`` unless a peer is set.  IPv6 addresses that
 tentative (duplicate address detection running) or failed DAD cannot be bound yet
 (``ipv6_chk_addr_and_flags(..., IFA_F_TENTATIVE)``), so they are reported apart.
 
-Rule 1: :func:`decode_links` and :func:`decode_addrs` are pure; :func:`read` does the two dumps.
+``explain connect`` also asks the kernel which route a destination takes (``RTM_GETROUTE`` with
+``RTA_DST``, as ``ip route get`` does; a question, nothing changes): the answer's ``rtm_type``
+(``RTN_UNICAST``, ``RTN_LOCAL``...), ``RTA_PREFSRC`` (the source address connect() will use)
+and ``RTA_OIF``; or an error that is connect()'s own error for that destination (ENETUNREACH
+without a route, EHOSTUNREACH/EACCES/EINVAL for unreachable/prohibit/blackhole routes [V probe,
+tests/live/test_connect_explain.py]).
+
+Rule 1: :func:`decode_links`, :func:`decode_addrs` and :func:`decode_route` are pure;
+:func:`read` does the two dumps and :func:`route_get` the one question.
 """
 from __future__ import annotations
 
+import errno
 import struct
 from typing import NamedTuple
 
 from . import _netlink
 from ..model._addr import AF_INET, AF_INET6
 
-__all__ = ["Link", "Addr", "Interfaces", "decode_links", "decode_addrs", "read"]
+__all__ = ["Link", "Addr", "Interfaces", "Route", "decode_links", "decode_addrs", "decode_route", "read",
+           "route_get", "route_request"]
 
 RTM_NEWLINK, RTM_GETLINK = 16, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
+RTM_NEWROUTE, RTM_GETROUTE = 24, 26
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_UID = 1, 4, 5, 7, 25
+ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast", 6: "blackhole",
+               7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}
 IFLA_IFNAME = 3
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 IFF_UP, IFF_LOOPBACK = 0x1, 0x8
@@ -35,6 +49,7 @@ IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x08, 0x40
 
 _IFINFO = struct.Struct("=BxHiII")   # family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBi")    # family, prefixlen, flags, scope, index
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 
 
 class Link(NamedTuple):
@@ -50,6 +65,16 @@ class Addr(NamedTuple):
     plen: int
     ifindex: int
     usable: bool = True   # False: tentative or failed duplicate address detection
+
+
+class Route(NamedTuple):
+    """The kernel's answer to ``ip route get DEST``."""
+
+    family: int
+    kind: str                  # "unicast", "local", ... (ROUTE_TYPES)
+    source: int | None         # RTA_PREFSRC: the source address a connect() gets
+    oif: int | None            # RTA_OIF: the output device
+    gateway: int | None        # RTA_GATEWAY
 
 
 class Interfaces:
@@ -129,3 +154,52 @@ def read() -> Interfaces:
     for chunk in _netlink.dump(_netlink.NETLINK_ROUTE, _netlink.pack_request(RTM_GETADDR, _IFADDR.pack(0, 0, 0, 0, 0))):
         decode_addrs(chunk, out)
     return out
+
+
+def route_request(family: int, dest: int, oif: int = 0, uid: int | None = None, seq: int = 1) -> bytes:
+    """The ``RTM_GETROUTE`` request for one destination (``ip route get DEST [oif DEV] [uid U]``)."""
+    size = 4 if family == AF_INET else 16
+    attrs = _attr(RTA_DST, dest.to_bytes(size, "big"))
+    if oif:
+        attrs += _attr(RTA_OIF, struct.pack("=I", oif))
+    if uid is not None:
+        attrs += _attr(RTA_UID, struct.pack("=I", uid))
+    body = _RTMSG.pack(family, size * 8, 0, 0, 0, 0, 0, 0, 0) + attrs
+    return _netlink.pack_request(RTM_GETROUTE, body, seq, flags=_netlink.NLM_F_REQUEST)
+
+
+def _attr(atype: int, value: bytes) -> bytes:
+    return _netlink.NLA_HDR.pack(4 + len(value), atype) + value + b"\0" * (-len(value) % 4)
+
+
+def decode_route(data: bytes | memoryview) -> Route | None:
+    """The first ``RTM_NEWROUTE`` of an answer, or None when there is none (or it is short)."""
+    for mtype, _f, start, end in _netlink.iter_messages(data):
+        if mtype != RTM_NEWROUTE or end - start < _RTMSG.size:
+            continue
+        family, *_rest, rtype, _flags = _RTMSG.unpack_from(data, start)
+        want = 4 if family == AF_INET else 16 if family == AF_INET6 else 0
+        source = oif = gateway = None
+        for atype, a0, a1 in _netlink.iter_attrs(data, start + _RTMSG.size, end):
+            if atype == RTA_PREFSRC and a1 - a0 == want:
+                source = int.from_bytes(bytes(data[a0:a1]), "big")
+            elif atype == RTA_GATEWAY and a1 - a0 == want:
+                gateway = int.from_bytes(bytes(data[a0:a1]), "big")
+            elif atype == RTA_OIF and a1 - a0 == 4:
+                oif = struct.unpack_from("=I", data, a0)[0]
+        return Route(family, ROUTE_TYPES.get(rtype, f"type {rtype}"), source, oif, gateway)
+    return None
+
+
+def route_get(family: int, dest: int, oif: int = 0, uid: int | None = None) -> Route:
+    """Ask the kernel which route ``dest`` takes (nothing changes: a question).
+
+    Raises:
+        OSError: the route lookup's error, which is connect()'s error for this destination
+            (a :class:`~._netlink.NetlinkError`), or NETLINK_ROUTE cannot be used.
+    """
+    route = decode_route(_netlink.request(_netlink.NETLINK_ROUTE, route_request(family, dest, oif, uid)))
+    if route is None:
+        raise _netlink.NetlinkError(errno.EPROTO, "the route answer holds no route")
+    return route
+
