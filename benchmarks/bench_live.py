@@ -19,6 +19,8 @@ portspace, as it is for ss), output to /dev/null -- best and median of ``--repea
   pidfd_getfd per socket)
 * ``portspace explain tcp 127.0.0.1:5000``   (kernel-side port filter, model load, verdict:
   8 001 sockets hold that port -- the listener and every accepted connection)
+* ``portspace explain connect 127.0.0.1:5000`` (route, the ports left for that destination -- 8 000
+  of its connections are open -- and the listener)
 * ``portspace ports``             (every TCP and UDP socket, no flags)
 * ``python -c pass``              (the interpreter's own start-up, for reference)
 
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             "portspace explain tcp 127.0.0.1:5000": py + ["explain", "tcp", "127.0.0.1:5000"],
             "portspace explain tcp 127.0.0.1:5000 --reuseport --listen": py + ["explain", "tcp", "127.0.0.1:5000",
                                                                               "--reuseport", "--listen"],
+            "portspace explain connect 127.0.0.1:5000": py + ["explain", "connect", "127.0.0.1:5000"],
             "portspace ports": py + ["ports"],
         }
         envs = {"": env}

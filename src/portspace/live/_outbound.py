@@ -30,6 +30,7 @@ on a port with no listener and no bound-only socket); when the estimate decides,
 """
 from __future__ import annotations
 
+import copy
 import errno
 from dataclasses import dataclass
 from typing import Any
@@ -273,9 +274,14 @@ def _local_answer(snap: Snapshot, q: ConnectQuestion, uid: int, source: int, por
     """A local destination: does a listener take the SYN?  Asked of the model under the
     pessimistic and the optimistic assumption about unknown flags (IPV6_V6ONLY of ``[::]``
     listeners decides whether they take IPv4)."""
+    # Only the listeners are loaded: the SYN of a new connection has a new 4-tuple, so no
+    # established socket or remnant can take it (and 8 000 client sockets would cost seconds).
+    listening = copy.copy(snap)
+    listening.sockets = [hs for hs in snap.sockets if hs.row.proto == "tcp" and hs.row.state == LISTEN]
+    listening._groups = {}
     found = []
     for assume in (never, Assumption(True)):
-        ns, fd_map, _load_notes = load(snap, "tcp", assume)
+        ns, fd_map, _load_notes = load(listening, "tcp", assume)
         src = (addr_text(q.family, source), 40000)
         d = ns.who_receives("tcp", src, (q.host, q.port), q.device)
         listener = None
