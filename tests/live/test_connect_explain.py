@@ -187,3 +187,14 @@ def test_text_output(kns):
     code, out, err = kns.run(cli, ["explain", "connect", "127.0.0.1:5001"])
     assert code == 1 and "would fail with ECONNREFUSED" in out and "nothing listens on 127.0.0.1:5001" in out
     assert "Traceback" not in err
+
+
+def test_ipv6_remote_destination(kns):
+    kns.add_address("2001:db8:9::1/64", "br0")
+    code, d = explain(kns, "[2001:db8:9::5]:443")
+    assert code == 0 and d["source_address"] == "2001:db8:9::1" and d["route"]["type"] == "unicast"
+    result, local = outcome(kns, "2001:db8:9::5", 443, family=socket.AF_INET6, blocking=False, keep=kns.held)
+    assert result == "EINPROGRESS" and local[0] == "2001:db8:9::1"
+    code, d = explain(kns, "[2001:db8:7::5]:443")                     # no route: ENETUNREACH on both sides
+    assert code == 1 and d["cases"][0]["error"] == "ENETUNREACH"
+    assert outcome(kns, "2001:db8:7::5", 443, family=socket.AF_INET6)[0] == "ENETUNREACH"

@@ -324,3 +324,19 @@ def test_decode_route_answer():
     assert _rtnl.decode_route(b"") is None
     req = _rtnl.route_request(10, 1, oif=3, uid=1000)
     assert struct.unpack_from("=IHH", req) == (len(req), _rtnl.RTM_GETROUTE, 1)   # a request, not a dump
+
+
+def test_connect_counts_agree_with_the_ports_report():
+    """``explain connect`` and ``ports`` count the same rule (spec §5.3) two ways: one destination
+    in detail, every destination at once.  Same numbers for every destination."""
+    from portspace.live._outbound import count_ports
+    socks = [sock("tcp", "127.0.0.1:5000", "LISTEN", pid=1), sock("tcp", "127.0.0.1:40005", "BOUND", pid=2)]
+    for i, p in enumerate(range(40000, 40012)):
+        dest = ("127.0.0.1:5000", "127.0.0.1:6000", "127.0.0.2:5000")[i % 3]
+        socks.append(sock("tcp", f"127.0.0.1:{p}", "TIME_WAIT" if i % 4 == 0 else "ESTABLISHED", peer=dest, pid=9))
+    snap = snapshot(*socks, sysctls={**SMALL, "net.ipv4.ip_local_port_range": "40000\t40015"})
+    rep = ports_report(snap)
+    assert len(rep.destinations) == 3
+    for d in rep.destinations:
+        c, _ = count_ports(snap, d.family, d.source, d.address, d.port)
+        assert (c.left, c.to_dest, len(c.waiting)) == (d.left, d.live, d.time_wait), d
