@@ -198,3 +198,31 @@ def test_ipv6_remote_destination(kns):
     code, d = explain(kns, "[2001:db8:7::5]:443")                     # no route: ENETUNREACH on both sides
     assert code == 1 and d["cases"][0]["error"] == "ENETUNREACH"
     assert outcome(kns, "2001:db8:7::5", 443, family=socket.AF_INET6)[0] == "ENETUNREACH"
+
+
+def bound_outcome(device, host, port):
+    """A non-blocking connect() of a socket bound to ``device`` (SO_BINDTODEVICE), in the child."""
+    s = socket.socket()
+    s.setblocking(False)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+    try:
+        s.connect((host, port))
+        return "OK"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("device,dest", [("br0", "10.9.0.5:443"), ("lo", "10.9.0.5:443"),
+                                         ("br0", "127.0.0.1:5000"), ("lo", "127.0.0.1:5000")])
+def test_bound_to_a_device(kns, device, dest):
+    """SO_BINDTODEVICE narrows the route lookup to the device (RTA_OIF); the verdict's error is
+    what a non-blocking connect() of such a socket says first (EINPROGRESS: no error yet)."""
+    code, d = explain(kns, dest, "--device", device)
+    host, port = dest.rsplit(":", 1)
+    real = kns.run(bound_outcome, device, host, int(port))
+    error = d["cases"][0]["error"]
+    assert code == 0 and error is None and real == "EINPROGRESS", (d, real)
+    if device == "br0":   # even 127.0.0.1 is routed out of br0 (from 10.9.0.1): a remote answer, not known
+        assert d["route"] == {"type": "unicast", "source": "10.9.0.1", "device": "br0", "gateway": None}
