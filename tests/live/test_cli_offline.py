@@ -293,3 +293,23 @@ def test_hostile_names_cannot_break_the_table_or_drive_the_terminal(monkeypatch,
     data = json.loads(capsys.readouterr().out)
     assert data["sockets"][0]["processes"][0]["command"] == evil
     assert data["sockets"][1]["device"] == "d\x1bv"
+
+
+def test_explain_connect_when_the_route_cannot_be_asked(monkeypatch, capsys):
+    """No NETLINK_ROUTE (a seccomp filter, say): one line, exit 1 -- not taken for connect()'s error."""
+    import errno
+    from portspace.live import _netlink, _rtnl
+
+    def refuse(*a, **kw):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+    monkeypatch.setattr(_rtnl, "route_get", refuse)
+    assert main(["explain", "connect", "10.0.0.1:80"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == "portspace explain: error: cannot ask the kernel for the route to 10.0.0.1: " \
+                                "Operation not permitted\n"
+
+    def unreachable(*a, **kw):
+        raise _netlink.NetlinkError(errno.EHOSTUNREACH, "No route to host")
+    monkeypatch.setattr(_rtnl, "route_get", unreachable)
+    assert main(["explain", "connect", "10.0.0.1:80"]) == 1
+    assert "would fail with EHOSTUNREACH" in capsys.readouterr().out

@@ -512,6 +512,7 @@ def _explain_connect(args: argparse.Namespace, snapshot: Any, err: str) -> int:
     """``explain connect DEST:PORT``: the route (asked of the kernel), the port, the listener."""
     from portspace.live import parse_endpoint
     from portspace.live._outbound import ConnectQuestion, explain_connect
+    from portspace.live._netlink import NetlinkError
     from portspace.live._rtnl import route_get
     wrong = [o for o, on in (("--reuseaddr", args.reuseaddr), ("--reuseport", args.reuseport),
                              ("--v6only", args.v6only), ("--listen", args.listen)) if on]
@@ -537,8 +538,12 @@ def _explain_connect(args: argparse.Namespace, snapshot: Any, err: str) -> int:
             return 2
     try:
         route: Any = route_get(q.family, q.address, oif, args.uid)
-    except OSError as e:
+    except NetlinkError as e:   # the kernel's answer: connect()'s own error for this destination
         route = e
+    except OSError as e:        # the question could not be asked (no NETLINK_ROUTE here)
+        sys.stderr.write(f"portspace explain: error: cannot ask the kernel for the route to {q.host}: "
+                         f"{e.strerror or e}\n")
+        return 1
     try:
         v = explain_connect(snap, q, route)
     except NotImplementedError as e:
