@@ -105,6 +105,7 @@ class PortCount:
     waiting: list[HostSocket] | None = None      # TIME_WAIT remnants S -> D holding their port
     recyclable: list[HostSocket] | None = None   # of those, recyclable if they used timestamps
     estimated: int = 0       # ports taken as connect()-only by the estimate
+    sharers: list[HostSocket] | None = None      # the connected sockets on the shared ports
 
     @property
     def left(self) -> int:
@@ -127,7 +128,7 @@ def count_ports(snap: Snapshot, family: int, source: int, dest: int, dport: int)
     tcp = [hs for hs in snap.sockets if hs.row.proto == "tcp" and hs.row.state not in (SYN_RECV, 12) and hs.row.lport]
     fixed = {hs.row.lport for hs in tcp if hs.row.state in (LISTEN, CLOSE)}
     owned = {hs.row.lport for hs in tcp}
-    c = PortCount(usable=len(cands), waiting=[], recyclable=[])
+    c = PortCount(usable=len(cands), waiting=[], recyclable=[], sharers=[])
     c.free = len(cands - owned)
     c.fixed = len(cands & fixed)
     # ports held by connections: of this 4-tuple's source and destination, or not
@@ -151,6 +152,7 @@ def count_ports(snap: Snapshot, family: int, source: int, dest: int, dport: int)
                 to_dest.add(r.lport)
     shared = (cands & owned) - fixed - to_dest - set(tw_to_dest)
     c.shared = len(shared)
+    c.sharers = [hs for hs in tcp if hs.row.lport in shared]
     c.estimated = len((cands & owned) - fixed)
     c.to_dest = len(to_dest)
     timestamps = snap.sysctls.get("net.ipv4.tcp_timestamps", "1").strip() != "0"
@@ -212,10 +214,6 @@ def explain_connect(snap: Snapshot, q: ConnectQuestion, route: Route | OSError) 
     extra["ports"] = counts.as_dict()
     lo, hi = snap.port_range()
     tuple_text = f"{src_text} -> {q.endpoint}"
-    if counts.shared and not counts.free:
-        # the answer rests on ports shared with other destinations: on the estimate
-        notes.append("ports held only by connected sockets are taken as got from connect() (shareable with other "
-                     "destinations); the kernel does not report how a socket got its port")
     if counts.left == 0:
         return _exhausted(snap, q, uid, counts, holders, tuple_text, (lo, hi), notes, extra)
     port_reason = HostReason(
@@ -224,10 +222,27 @@ def explain_connect(snap: Snapshot, q: ConnectQuestion, route: Route | OSError) 
         f"ip_local_port_range {lo}-{hi} are left ({counts.free} free, {counts.shared} used only by connections "
         f"to other destinations)", [], None)
     if route.kind == "local":
-        return _local_answer(snap, q, uid, source, port_reason, notes, extra)
-    port_reason.message += (f"; the SYN would leave through {extra['route']['device'] or 'the route'}"
-                            f" -- whether {q.endpoint} answers cannot be known here (nothing is sent)")
-    return _verdict(q, uid, "ok", [Case(True, None, "connect", [port_reason])], notes, extra)
+        v = _local_answer(snap, q, uid, source, port_reason, notes, extra)
+    else:
+        port_reason.message += (f"; the SYN would leave through {extra['route']['device'] or 'the route'}"
+                                f" -- whether {q.endpoint} answers cannot be known here (nothing is sent)")
+        v = _verdict(q, uid, "ok", [Case(True, None, "connect", [port_reason])], notes, extra)
+    if v.status == "ok" and not counts.free:
+        # Every port left is shared with connections to other destinations, which is allowed only
+        # if they got it from connect() -- not from bind(port 0) before connect() (spec §5.3: a
+        # bucket made by bind() is never used by connect()); the kernel does not report which.
+        shared = counts.shared
+        counts.shared = 0
+        fail = _exhausted(snap, q, uid, counts, holders, tuple_text, (lo, hi), [], extra, shared_unknown=shared)
+        counts.shared = shared
+        ok = v.cases[0]
+        ok.assumption = (f"the connected sockets on the {shared} ports it would share got them from connect() "
+                         f"(the usual case)")
+        fail.cases[0].assumption = "they bound them with bind() before connect() (such a port is never shared)"
+        return _verdict(q, uid, "depends", [ok, *fail.cases], v.notes, extra,
+                        depends_on="how connected sockets got their ports (connect() or bind()), which the kernel "
+                                   "does not report")
+    return v
 
 
 def _device_name(snap: Snapshot, ifindex: int | None) -> str | None:
@@ -237,20 +252,28 @@ def _device_name(snap: Snapshot, ifindex: int | None) -> str | None:
 
 
 def _exhausted(snap: Snapshot, q: ConnectQuestion, uid: int, counts: PortCount, holders: list[HostSocket],
-               tuple_text: str, rng: tuple[int, int], notes: list[str], extra: dict[str, Any]) -> Verdict:
+               tuple_text: str, rng: tuple[int, int], notes: list[str], extra: dict[str, Any],
+               shared_unknown: int = 0) -> Verdict:
     lo, hi = rng
+    waiting = counts.waiting or []
     fixes = [f"net.ipv4.ip_local_port_range were wider than {lo}-{hi} (sysctl -w net.ipv4.ip_local_port_range=...)",
              "the client used another source address (bind() to another local address first, with "
-             "IP_BIND_ADDRESS_NO_PORT) or another destination address or port",
-             f"fewer connections to {q.endpoint} were open (reuse them: keep-alive, a connection pool)"]
-    waiting = counts.waiting or []
+             "IP_BIND_ADDRESS_NO_PORT) or another destination address or port"]
+    if counts.to_dest or waiting:
+        fixes.append(f"fewer connections to {q.endpoint} were open (reuse them: keep-alive, a connection pool)")
+    if shared_unknown:
+        fixes.append("the clients that bind() before connect() set IP_BIND_ADDRESS_NO_PORT first (connect() then "
+                     "chooses the port, and can share it between destinations)")
+        holders = holders + (counts.sharers or [])
     if waiting and not counts.recyclable:
         reuse = snap.sysctls.get("net.ipv4.tcp_tw_reuse", "2").strip()
         fixes.append(f"the {len(waiting)} TIME_WAIT remnants to it were recyclable (net.ipv4.tcp_tw_reuse=1; it is "
                      f"{reuse}) or had expired (within 60 s)")
     message = (f"every usable port of ip_local_port_range {lo}-{hi} ({counts.usable}) is taken for {tuple_text}: "
                f"{counts.to_dest} by connections to it, {len(waiting)} by its TIME_WAIT remnants, "
-               f"{counts.fixed} by listeners, bound-only sockets or accepted connections (never used by connect())")
+               f"{counts.fixed} by listeners, bound-only sockets or accepted connections (never used by connect())"
+               + (f", {shared_unknown} by connections to other destinations that bound their port with bind()"
+                  if shared_unknown else ""))
     described = [hs for hs in holders if not hs.row.tw][:1] or holders[:1]
     reason = HostReason("ports-exhausted", "§5.3", message, fixes, described[0] if described else None,
                         [hs for hs in holders if hs not in described])
