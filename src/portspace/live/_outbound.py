@@ -25,8 +25,11 @@ A new socket's ``connect(D:P)`` goes through three steps, each of which can refu
    first).  For a remote destination nothing here can know: the answer says the SYN would be
    sent, from which address and how many ports are left, and stops there (no packet is sent).
 
-Which sockets got their port from connect() is estimated as ``ports`` does (a connected socket
-on a port with no listener and no bound-only socket); when the estimate decides, a note says so.
+Which sockets got their port from connect() cannot be read either (the ``SOCK_CONNECT_BIND``
+userlock is not exported): a port held only by connected sockets is shareable if they got it from
+connect(), never if they bound it with bind() before connect().  When the answer rests on such
+ports (no free port left), it *depends* (exit 3): both cases are given, and both happen on the
+kernel (tests/live/test_connect_explain.py).
 """
 from __future__ import annotations
 
