@@ -113,6 +113,11 @@ def test_explain_json(capsys, fake_host):
                  "--reuseport, --listen do not apply to connect", id="connect with bind options"),
     pytest.param(["explain", "connect", "[fe80::1%eth0]:80"], "link-local IPv6 address", id="connect link-local"),
     pytest.param(["explain", "connect", "10.0.0.1:80", "--device", "nope"], "no device 'nope'", id="connect device"),
+    pytest.param(["explain", "connect", "10.0.0.1:80", "--bind-no-port"], "--bind-no-port needs --from",
+                 id="no-port without a source"),
+    pytest.param(["explain", "connect", "10.0.0.1:80", "--from", "::1"], "of different families", id="source family"),
+    pytest.param(["explain", "tcp", "10.0.0.1:80", "--from", "10.0.0.2"], "--from and --bind-no-port apply to "
+                 "explain connect", id="from with a bind question"),
     pytest.param(["explain", "udp", "1.2.3.4:80", "--listen"], "--listen applies to TCP only", id="udp listen"),
     pytest.param(["explain", "tcp", "1.2.3.4:80", "--v6only"], "--v6only applies to IPv6", id="v6only on v4"),
 ])
@@ -126,6 +131,7 @@ def test_explain_bad_arguments_one_line(capsys, argv, message):
     pytest.param(["explain", "tcp"], "the following arguments are required", id="missing address"),
     pytest.param(["explain", "tcp", "1.2.3.4:80", "--uid", "root"], "invalid uid", id="uid not a number"),
     pytest.param(["explain", "tcp", "1.2.3.4:80", "--device", "a" * 16], "invalid device", id="device name"),
+    pytest.param(["explain", "connect", "1.2.3.4:80", "--from", "host"], "invalid address", id="from not numeric"),
     pytest.param(["ls", "--port", "70000"], "invalid port", id="ls port"),
     pytest.param(["ls", "--tcp", "--udp"], "not allowed with", id="ls tcp and udp"),
     pytest.param(["ls", "--pid", "x"], "invalid pid", id="ls pid"),

@@ -248,3 +248,62 @@ def test_bound_to_a_device(kns, device, dest):
     assert code == 0 and error is None and real == "EINPROGRESS", (d, real)
     if device == "br0":   # even 127.0.0.1 is routed out of br0 (from 10.9.0.1): a remote answer, not known
         assert d["route"] == {"type": "unicast", "source": "10.9.0.1", "device": "br0", "gateway": None}
+
+
+def bound_connect(src, host, port, no_port=False):
+    """bind((src, 0)) [with IP_BIND_ADDRESS_NO_PORT] then a non-blocking connect(), in the child:
+    the errno name of the first call that fails (and which), or EINPROGRESS/OK, and the local
+    address."""
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+        if no_port:
+            s.setsockopt(socket.IPPROTO_IP, 24, 1)
+        try:
+            s.bind((src, 0))
+        except OSError as e:
+            return "bind", errno.errorcode[e.errno], None
+        try:
+            s.connect((host, port))
+            return "connect", "OK", s.getsockname()
+        except OSError as e:
+            return "connect", errno.errorcode[e.errno], s.getsockname()
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("src,dest,call,error", [
+    ("10.9.0.1", "10.9.0.5:443", "connect", None),
+    ("127.0.0.1", "10.9.0.5:443", "connect", "EINVAL"),       # a loopback source to another host: no route
+    ("10.7.7.7", "10.9.0.5:443", "bind", "EADDRNOTAVAIL"),    # not a local address
+])
+def test_bound_source(kns, src, dest, call, error):
+    for no_port in (False, True):
+        argv = [dest, "--from", src] + (["--bind-no-port"] if no_port else [])
+        code, d = explain(kns, *argv)
+        host, port = dest.rsplit(":", 1)
+        where, real, local = kns.run(bound_connect, src, host, int(port), no_port)
+        assert (d["cases"][0]["error"], code) == (error, 1 if error else 0), d
+        assert where == call and real == (error or "EINPROGRESS")
+        if error is None:
+            assert d["source_address"] == src and local[0] == src
+
+
+def test_bind_before_connect_competes_for_free_ports_only(kns):
+    """Ten plain connect()s fill the range towards one destination.  Another destination: a
+    plain connect() shares their ports (exit 3: how they got them is not reported; the kernel
+    takes the sharing case), so does bind(127.0.0.1, 0) with IP_BIND_ADDRESS_NO_PORT; a
+    bind(127.0.0.1, 0) without it needs a port nobody holds: EADDRINUSE, on both sides --
+    envoy's upstream_bind_config (peers note §5.7)."""
+    other = kns.socket()
+    other.bind(("127.0.0.1", 5002))
+    other.listen(64)
+    kns.held.append(other)
+    for _ in range(10):
+        assert outcome(kns, "127.0.0.1", 5000, keep=kns.held)[0] == "OK"
+    code, d = explain(kns, "127.0.0.1:5002", "--from", "127.0.0.1")
+    assert code == 1 and d["cases"][0]["error"] == "EADDRINUSE" and d["cases"][0]["call"] == "bind"
+    assert kns.run(bound_connect, "127.0.0.1", "127.0.0.1", 5002)[:2] == ("bind", "EADDRINUSE")
+    code, d = explain(kns, "127.0.0.1:5002", "--from", "127.0.0.1", "--bind-no-port")
+    assert code == 3 and [c["error"] for c in d["cases"]] == [None, "EADDRNOTAVAIL"]
+    assert kns.run(bound_connect, "127.0.0.1", "127.0.0.1", 5002, True)[:2] == ("connect", "EINPROGRESS")

@@ -42,6 +42,7 @@ examples:
   portspace explain tcp 127.0.0.1:40000 --device eth0 --json | jq .verdict
   portspace explain connect 10.0.0.5:443             a local port left for it? (EADDRNOTAVAIL)
   portspace explain connect 127.0.0.1:5432 --json | jq .ports
+  portspace explain connect 10.0.0.5:443 --from 10.0.0.2 --bind-no-port
 
 exit status: 0 would succeed, 1 would fail, 2 bad arguments,
              3 depends on what could not be read (both cases shown)"""
@@ -91,6 +92,19 @@ def _uid(text: str) -> int:
     if not text.isdigit() or int(text) > 0xFFFFFFFE:
         raise argparse.ArgumentTypeError(f"invalid uid {text!r} (a number)")
     return int(text)
+
+
+def _address(text: str) -> str:
+    """A numeric IPv4 or IPv6 address (no brackets, no port), in canonical form."""
+    import ipaddress
+    try:
+        ip = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid address {text!r} (a numeric IPv4 or IPv6 address)") from None
+    if ip.version == 6:
+        from portspace.model._addr import format_ipv6
+        return format_ipv6(int(ip))
+    return str(ip)
 
 
 def _device(text: str) -> str:
@@ -143,6 +157,11 @@ def add_parsers(sub: Any, parent: argparse.ArgumentParser | None = None) -> None
                     help="create the socket as UID (no capabilities unless 0); default: you, with your "
                          "capabilities")
     ex.add_argument("--listen", action="store_true", help="then listen() (TCP)")
+    ex.add_argument("--from", type=_address, metavar="ADDR", dest="bind_source",
+                    help="connect: bind(ADDR, 0) before connect() (the port is then chosen by bind(), never "
+                         "shared between destinations)")
+    ex.add_argument("--bind-no-port", action="store_true",
+                    help="connect: with --from, set IP_BIND_ADDRESS_NO_PORT first (connect() chooses the port)")
     _common(ex)
 
     po = sub.add_parser("ports", help="ephemeral range, ports in use, connections left per destination",
@@ -484,6 +503,10 @@ def _explain(args: argparse.Namespace, snapshot: Any) -> int:
     if proto not in ("tcp", "udp"):
         sys.stderr.write(f"{err}unknown protocol {args.proto!r}: use tcp, udp or connect\n")
         return 2
+    if args.bind_source is not None or args.bind_no_port:
+        sys.stderr.write(f"{err}--from and --bind-no-port apply to explain connect (the ADDR of explain "
+                         f"{proto} is already the address bound)\n")
+        return 2
     try:
         family, host, port = parse_endpoint(args.address)
         q = Question(proto, family, host, port, reuseaddr=args.reuseaddr, reuseport=args.reuseport,
@@ -524,7 +547,8 @@ def _explain_connect(args: argparse.Namespace, snapshot: Any, err: str) -> int:
         family, host, port = parse_endpoint(args.address)
         if port == 0 or args.address.strip().isdigit():
             raise ValueError(f"{args.address!r}: connect needs a destination ADDR:PORT with a port from 1 to 65535")
-        q = ConnectQuestion(family, host, port, device=args.device, uid=args.uid)
+        q = ConnectQuestion(family, host, port, device=args.device, uid=args.uid, source=args.bind_source,
+                            no_port=args.bind_no_port)
     except ValueError as e:
         sys.stderr.write(f"{err}{e}\n")
         return 2
@@ -537,7 +561,7 @@ def _explain_connect(args: argparse.Namespace, snapshot: Any, err: str) -> int:
                              f"ENODEV)\n")
             return 2
     try:
-        route: Any = route_get(q.family, q.address, oif, args.uid)
+        route: Any = route_get(q.family, q.address, oif, args.uid, src=q.source_address)
     except NetlinkError as e:   # the kernel's answer: connect()'s own error for this destination
         route = e
     except OSError as e:        # the question could not be asked (no NETLINK_ROUTE here)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._ports import _loopback
-from ._query import Case, HostReason, Verdict
+from ._query import Case, HostReason, Question, Verdict, explain as explain_bind
 from ._rows import addr_text
 from ._rtnl import Route
 from ._snapshot import Assumption, HostSocket, Snapshot, load, never
@@ -68,9 +68,19 @@ class ConnectQuestion:
     port: int
     device: str | None = None
     uid: int | None = None
+    source: str | None = None     # bind(SOURCE, 0) before connect()
+    no_port: bool = False         # ... with IP_BIND_ADDRESS_NO_PORT (the port is chosen by connect())
     proto: str = "tcp"
 
     def __post_init__(self) -> None:
+        if self.no_port and self.source is None:
+            raise ValueError("--bind-no-port needs --from ADDR (IP_BIND_ADDRESS_NO_PORT applies to a bind())")
+        if self.source is not None:
+            if (":" in self.source) != (self.family == AF_INET6):
+                raise ValueError(f"the source {self.source} and the destination {self.host} are of different "
+                                 f"families")
+            if "%" in self.source:
+                raise ValueError("a link-local source address (%scope) is not modelled")
         if not 1 <= self.port <= 65535:
             raise ValueError(f"connect() needs a destination port from 1 to 65535, not {self.port}")
         if "%" in self.host:
@@ -83,17 +93,34 @@ class ConnectQuestion:
         return parse_ipv6(self.host) if self.family == AF_INET6 else parse_ipv4(self.host)
 
     @property
+    def source_address(self) -> int | None:
+        if self.source is None:
+            return None
+        return parse_ipv6(self.source) if self.family == AF_INET6 else parse_ipv4(self.source)
+
+    def bind_question(self) -> Question | None:
+        """The bind() made before connect(), when ``source`` is given: of port 0."""
+        if self.source is None:
+            return None
+        return Question("tcp", self.family, self.source, 0, device=self.device, uid=self.uid, no_port=self.no_port)
+
+    @property
     def endpoint(self) -> str:
         return f"[{self.host}]:{self.port}" if self.family == AF_INET6 else f"{self.host}:{self.port}"
 
     def text(self, uid: int) -> str:
         fam = "6" if self.family == AF_INET6 else ""
         dev = f" with SO_BINDTODEVICE={self.device}" if self.device else ""
-        return f"connect(TCP{fam} {self.endpoint}){dev} as uid {uid}"
+        call = f"connect(TCP{fam} {self.endpoint})"
+        if self.source is not None:
+            src = f"[{self.source}]:0" if self.family == AF_INET6 else f"{self.source}:0"
+            call = f"bind({src}){' with IP_BIND_ADDRESS_NO_PORT' if self.no_port else ''} + {call}"
+        return f"{call}{dev} as uid {uid}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"proto": "tcp", "call": "connect", "family": "inet6" if self.family == AF_INET6 else "inet",
-                "address": self.host, "port": self.port, "device": self.device, "uid": self.uid}
+                "address": self.host, "port": self.port, "device": self.device, "uid": self.uid,
+                "source": self.source, "bind_address_no_port": self.no_port}
 
 
 @dataclass
@@ -189,11 +216,27 @@ def _same(row_family: int, row_addr: int, family: int, addr: int) -> bool:
 
 def explain_connect(snap: Snapshot, q: ConnectQuestion, route: Route | OSError) -> Verdict:
     """Answer ``q`` (see the module header); ``route`` is the kernel's answer for the
-    destination (:func:`._rtnl.route_get`) or the error it raised."""
+    destination (:func:`._rtnl.route_get`, with the bound source when ``q.source`` is given) or
+    the error it raised.
+
+    With ``q.source``, the bind() comes first and is answered as ``explain tcp SOURCE:0`` is (the
+    model decides): a refusal there is the answer.  Without IP_BIND_ADDRESS_NO_PORT that bind()
+    takes a port no socket holds (spec §5.2), so connect()'s 4-tuple is new; with it, the port
+    is chosen by connect() as without a bind, from the bound source."""
     uid = snap.euid if q.uid is None else q.uid
     dest = q.address
     notes: list[str] = []
     extra: dict[str, Any] = {}
+    bound_port = False
+    bq = q.bind_question()
+    if bq is not None:
+        bv = explain_bind(snap, bq)
+        notes.extend(bv.notes)
+        extra["bind"] = {"verdict": bv.status, "cases": [c.as_dict() for c in bv.cases]}
+        if bv.status != "ok":
+            return _verdict(q, uid, bv.status, bv.cases, notes, extra, deciding=bv.deciding,
+                            depends_on=bv.depends_on if bv.status == "depends" else None)
+        bound_port = not q.no_port
     if isinstance(route, OSError):
         name = errno.errorcode.get(route.errno or 0, str(route.errno))
         why = ROUTE_ERRORS.get(route.errno or 0, "the kernel's route lookup for {dest} fails: " + (route.strerror or ""))
@@ -207,16 +250,28 @@ def explain_connect(snap: Snapshot, q: ConnectQuestion, route: Route | OSError) 
                       if route.gateway is not None else None}
     if route.kind not in ("unicast", "local"):
         raise NotImplementedError(f"explain connect through a route of type {route.kind!r} is not modelled")
+    if route.source is None and q.source is not None:
+        route = route._replace(source=q.source_address)     # a bound source: the route keeps it
     if route.source is None:
         raise NotImplementedError("explain connect: the route names no source address (RTA_PREFSRC), and the "
                                   "kernel's source address selection is not modelled")
     source = route.source
     src_text = addr_text(q.family, source)
-    counts, holders = count_ports(snap, q.family, source, dest, q.port)
     extra["source_address"] = src_text
-    extra["ports"] = counts.as_dict()
     lo, hi = snap.port_range()
     tuple_text = f"{src_text} -> {q.endpoint}"
+    if bound_port:
+        port_reason = HostReason(
+            "bound-before-connect", "§5.2", f"bind() took a port no socket holds, so the 4-tuple {tuple_text} "
+            f"from it is new (connect() does not choose the port; it cannot share one with other "
+            f"destinations either)", [], None)
+        if route.kind == "local":
+            return _local_answer(snap, q, uid, source, port_reason, notes, extra)
+        port_reason.message += (f"; the SYN would leave through {extra['route']['device'] or 'the route'}"
+                                f" -- whether {q.endpoint} answers cannot be known here (nothing is sent)")
+        return _verdict(q, uid, "ok", [Case(True, None, "connect", [port_reason])], notes, extra)
+    counts, holders = count_ports(snap, q.family, source, dest, q.port)
+    extra["ports"] = counts.as_dict()
     if counts.left == 0:
         return _exhausted(snap, q, uid, counts, holders, tuple_text, (lo, hi), notes, extra)
     port_reason = HostReason(

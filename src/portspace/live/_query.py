@@ -49,6 +49,8 @@ from ..model._explain import explain_success
 __all__ = ["Question", "Verdict", "Case", "HostReason", "explain", "parse_endpoint", "window_for",
            "NEARBY_PORTS"]
 
+IP_BIND_ADDRESS_NO_PORT = 24   # include/uapi/linux/in.h (not in Python 3.11's socket module)
+
 NEARBY_PORTS = 256
 """How many ports above the asked one are read too: the model's explanations suggest the next
 free port within 200 (``model._explain._fixes_for_conflict``), which must be checked against
@@ -112,6 +114,7 @@ class Question:
     device: str | None = None
     uid: int | None = None        # None: the caller's euid (and capabilities)
     listen: bool = False
+    no_port: bool = False         # IP_BIND_ADDRESS_NO_PORT (a port 0 bind takes no port: connect() will)
 
     def __post_init__(self) -> None:
         if self.proto not in ("tcp", "udp"):
@@ -124,6 +127,8 @@ class Question:
             raise ValueError(f"port {self.port} out of range")
         if self.uid is not None and not 0 <= self.uid <= 0xFFFFFFFE:
             raise ValueError(f"uid {self.uid} out of range")
+        if self.no_port and (self.proto != "tcp" or self.listen):
+            raise ValueError("IP_BIND_ADDRESS_NO_PORT applies to a TCP socket that connects, not one that listens")
 
     @property
     def endpoint(self) -> str:
@@ -131,7 +136,7 @@ class Question:
 
     def options(self) -> list[str]:
         out = [n for n, on in (("SO_REUSEADDR", self.reuseaddr), ("SO_REUSEPORT", self.reuseport),
-                                ("IPV6_V6ONLY", self.v6only)) if on]
+                                ("IPV6_V6ONLY", self.v6only), ("IP_BIND_ADDRESS_NO_PORT", self.no_port)) if on]
         if self.device:
             out.append(f"SO_BINDTODEVICE={self.device}")
         return out
@@ -146,7 +151,7 @@ class Question:
         return {"proto": self.proto, "family": "inet6" if self.family == AF_INET6 else "inet",
                 "address": self.host, "port": self.port, "reuseaddr": self.reuseaddr,
                 "reuseport": self.reuseport, "v6only": self.v6only, "device": self.device,
-                "uid": self.uid, "listen": self.listen}
+                "uid": self.uid, "listen": self.listen, "bind_address_no_port": self.no_port}
 
 
 def window_for(q: Question) -> tuple[int, int] | None:
@@ -285,6 +290,8 @@ class _Asker:
                     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 if q.device:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, q.device.encode())
+                if q.no_port:
+                    s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
             except OSError as e:
                 name = errno.errorcode.get(e.errno or 0, str(e.errno))
                 return Case(False, name, "setsockopt", [HostReason(

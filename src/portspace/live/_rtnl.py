@@ -39,7 +39,7 @@ __all__ = ["Link", "Addr", "Interfaces", "Route", "decode_links", "decode_addrs"
 RTM_NEWLINK, RTM_GETLINK = 16, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_UID = 1, 4, 5, 7, 25
+RTA_DST, RTA_SRC, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_UID = 1, 2, 4, 5, 7, 25
 ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast", 6: "blackhole",
                7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}
 IFLA_IFNAME = 3
@@ -156,10 +156,14 @@ def read() -> Interfaces:
     return out
 
 
-def route_request(family: int, dest: int, oif: int = 0, uid: int | None = None, seq: int = 1) -> bytes:
-    """The ``RTM_GETROUTE`` request for one destination (``ip route get DEST [oif DEV] [uid U]``)."""
+def route_request(family: int, dest: int, oif: int = 0, uid: int | None = None, seq: int = 1,
+                  src: int | None = None) -> bytes:
+    """The ``RTM_GETROUTE`` request for one destination (``ip route get DEST [from SRC] [oif DEV]
+    [uid U]``; ``from``: the source of a socket bound before connect())."""
     size = 4 if family == AF_INET else 16
     attrs = _attr(RTA_DST, dest.to_bytes(size, "big"))
+    if src is not None:
+        attrs += _attr(RTA_SRC, src.to_bytes(size, "big"))
     if oif:
         attrs += _attr(RTA_OIF, struct.pack("=I", oif))
     if uid is not None:
@@ -191,14 +195,14 @@ def decode_route(data: bytes | memoryview) -> Route | None:
     return None
 
 
-def route_get(family: int, dest: int, oif: int = 0, uid: int | None = None) -> Route:
+def route_get(family: int, dest: int, oif: int = 0, uid: int | None = None, src: int | None = None) -> Route:
     """Ask the kernel which route ``dest`` takes (nothing changes: a question).
 
     Raises:
         OSError: the route lookup's error, which is connect()'s error for this destination
             (a :class:`~._netlink.NetlinkError`), or NETLINK_ROUTE cannot be used.
     """
-    route = decode_route(_netlink.request(_netlink.NETLINK_ROUTE, route_request(family, dest, oif, uid)))
+    route = decode_route(_netlink.request(_netlink.NETLINK_ROUTE, route_request(family, dest, oif, uid, src=src)))
     if route is None:
         raise _netlink.NetlinkError(errno.EPROTO, "the route answer holds no route")
     return route
