@@ -307,3 +307,78 @@ def test_bind_before_connect_competes_for_free_ports_only(kns):
     code, d = explain(kns, "127.0.0.1:5002", "--from", "127.0.0.1", "--bind-no-port")
     assert code == 3 and [c["error"] for c in d["cases"]] == [None, "EADDRNOTAVAIL"]
     assert kns.run(bound_connect, "127.0.0.1", "127.0.0.1", 5002, True)[:2] == ("connect", "EINPROGRESS")
+
+
+# ---- random programs: every verdict checked by the connect() that follows it ------------------
+
+def accept_one(lst):
+    a, _ = lst.accept()
+    return a
+
+
+MODES = [(), ("--from", "127.0.0.1"), ("--from", "127.0.0.1", "--bind-no-port"),
+         ("--from", "127.0.0.2", "--bind-no-port")]
+
+
+def real_connect(kns, mode, host, port):
+    """The connect() that ``explain connect HOST:PORT *mode`` asked about: (errno name or OK,
+    the socket when it connected)."""
+    s = kns.socket()
+    s.settimeout(5)
+    try:
+        if "--bind-no-port" in mode:
+            s.setsockopt(socket.IPPROTO_IP, 24, 1)
+        if "--from" in mode:
+            s.bind((mode[1], 0))
+        s.connect((host, port))
+        return "OK", s
+    except OSError as e:
+        s.close()
+        return errno.errorcode[e.errno], None
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_random_programs(kns, seed):
+    """Connections in a 6-port range to two listeners and a closed port, made plainly, bound
+    before connect() or bound with IP_BIND_ADDRESS_NO_PORT, from 127.0.0.1 or 127.0.0.2;
+    closed client-first (TIME_WAIT), server-first, or left open.  Before each connect(), explain
+    connect is asked the same question: exit 0 -> the connect() succeeds, 1 -> it fails with the
+    error given, 3 -> its outcome is one of the two cases'.  TIME_WAIT remnants are kept out of
+    reach of recycling (tcp_tw_reuse_delay 60 s) so that no answer depends on the clock."""
+    import random
+    rng = random.Random(seed)
+    kns.sysctl("net.ipv4.ip_local_port_range", "40000 40005")
+    kns.sysctl("net.ipv4.tcp_tw_reuse_delay", "60000")
+    servers = {5000: kns.held[0]}
+    s2 = kns.socket()
+    s2.bind(("127.0.0.1", 5001))
+    s2.listen(64)
+    servers[5001] = s2
+    kns.held.append(s2)
+    live = []                                    # (client, accepted)
+    seen = {0: 0, 1: 0, 3: 0}
+    for step in range(40):
+        if live and rng.random() < 0.3:
+            c, a = live.pop(rng.randrange(len(live)))
+            first, second = (c, a) if rng.random() < 0.7 else (a, c)
+            first.close()
+            if rng.random() < 0.8:
+                second.close()
+            else:
+                kns.held.append(second)          # half-closed: keeps its port
+            continue
+        mode = rng.choice(MODES)
+        port = rng.choice([5000, 5000, 5001, 5009])
+        code, d = explain(kns, f"127.0.0.1:{port}", *mode)
+        want = {c["error"] or "OK" for c in d["cases"]}
+        real, c = real_connect(kns, mode, "127.0.0.1", port)
+        seen[code] += 1
+        if code == 0:
+            assert real == "OK", (step, mode, port, d)
+        elif code == 1:
+            assert real == d["cases"][0]["error"], (step, mode, port, d)
+        else:
+            assert code == 3 and len(d["cases"]) == 2 and real in want, (step, mode, port, d)
+        if c is not None:
+            live.append((c, kns.run(accept_one, servers[port])))
+    assert seen[1] > 0 and seen[0] > 0, seen               # the programs reach exhaustion, and not only
