@@ -298,6 +298,11 @@ def test_hostile_names_cannot_break_the_table_or_drive_the_terminal(monkeypatch,
     main(["ls", "--json"])
     data = json.loads(capsys.readouterr().out)
     assert data["sockets"][0]["processes"][0]["command"] == evil
+    long = "python3 -c " + "x" * 500
+    hostile.sockets[0].holders[0] = hostile.sockets[0].holders[0]._replace(command=long)
+    main(["explain", "tcp", "127.0.0.1:5000"])
+    line = next(x for x in capsys.readouterr().out.splitlines() if "held by pid 66" in x)
+    assert line.endswith("... (311 more characters; --json has it all)") and len(line) < 300
     assert data["sockets"][1]["device"] == "d\x1bv"
 
 

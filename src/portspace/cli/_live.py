@@ -591,8 +591,20 @@ def _one_line_error_text(args: argparse.Namespace) -> str:
     return f"portspace {args.command}: error: "
 
 
-def _print_verdict(v: Any, style: _Style) -> None:
+COMMAND_SHOWN = 200   # characters of a holder's command line in text output (--json has it whole)
+
+
+def _command_text(command: str | None) -> str:
+    """A holder's command line for a terminal: escaped (:func:`printable`) and cut to
+    COMMAND_SHOWN characters, saying how much was left out."""
     from portspace.live import printable
+    text = printable(command or "?")
+    if len(text) > COMMAND_SHOWN:
+        text = f"{text[:COMMAND_SHOWN]}... ({len(text) - COMMAND_SHOWN} more characters; --json has it all)"
+    return text
+
+
+def _print_verdict(v: Any, style: _Style) -> None:
     out = sys.stdout
     call = v.question.text(v.uid)
     if v.status == "ok":
@@ -621,7 +633,7 @@ def _print_verdict(v: Any, style: _Style) -> None:
             out.write(f"{indent}- [{r.rule}, spec {r.spec}] {r.message}\n")
             if r.blocker is not None and r.blocker.holders:
                 for h in r.blocker.holders[:5]:
-                    out.write(f"{indent}  held by pid {h.pid} fd {h.fd}: {printable(h.command or '?')}\n")
+                    out.write(f"{indent}  held by pid {h.pid} fd {h.fd}: {_command_text(h.command)}\n")
             if r.others:
                 out.write(f"{indent}  and {len(r.others)} more sockets, same rule: "
                           + "; ".join(f"{n} {state} of {holder}" for holder, state, n in r.others_by_holder()[:SHOWN])
