@@ -113,6 +113,7 @@ def test_explain_json(capsys, fake_host):
                  "--reuseport, --listen do not apply to connect", id="connect with bind options"),
     pytest.param(["explain", "connect", "[fe80::1%eth0]:80"], "link-local IPv6 address", id="connect link-local"),
     pytest.param(["explain", "connect", "10.0.0.1:80", "--device", "nope"], "no device 'nope'", id="connect device"),
+    pytest.param(["explain", "connect", "[::ffff:10.0.0.1]:80"], "v4-mapped destination", id="connect mapped"),
     pytest.param(["explain", "connect", "10.0.0.1:80", "--bind-no-port"], "--bind-no-port needs --from",
                  id="no-port without a source"),
     pytest.param(["explain", "connect", "10.0.0.1:80", "--from", "::1"], "of different families", id="source family"),

@@ -382,3 +382,20 @@ def test_random_programs(kns, seed):
         if c is not None:
             live.append((c, kns.run(accept_one, servers[port])))
     assert seen[1] > 0 and seen[0] > 0, seen               # the programs reach exhaustion, and not only
+
+
+@pytest.mark.parametrize("dest,family,host,port", [
+    ("0.0.0.0:5000", socket.AF_INET, "0.0.0.0", 5000),       # reaches 127.0.0.1: the listener
+    ("0.0.0.0:5001", socket.AF_INET, "0.0.0.0", 5001),
+    ("[::]:6000", socket.AF_INET6, "::", 6000),               # reaches ::1
+    ("[::]:6001", socket.AF_INET6, "::", 6001),
+])
+def test_unspecified_destination_is_this_host(kns, dest, family, host, port):
+    s = kns.socket(socket.AF_INET6)
+    s.bind(("::1", 6000))
+    s.listen(8)
+    kns.held.append(s)
+    code, d = explain(kns, dest)
+    real = outcome(kns, host, port, family=family)[0]
+    assert (d["cases"][0]["error"] or "OK") == real and code == (0 if real == "OK" else 1), (d, real)
+    assert d["destination_address"] == ("127.0.0.1" if family == socket.AF_INET else "::1")

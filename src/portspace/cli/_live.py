@@ -561,7 +561,7 @@ def _explain_connect(args: argparse.Namespace, snapshot: Any, err: str) -> int:
                              f"ENODEV)\n")
             return 2
     try:
-        route: Any = route_get(q.family, q.address, oif, args.uid, src=q.source_address)
+        route: Any = route_get(q.family, q.route_address, oif, args.uid, src=q.source_address)
     except NetlinkError as e:   # the kernel's answer: connect()'s own error for this destination
         route = e
     except OSError as e:        # the question could not be asked (no NETLINK_ROUTE here)

@@ -85,12 +85,23 @@ class ConnectQuestion:
             raise ValueError(f"connect() needs a destination port from 1 to 65535, not {self.port}")
         if "%" in self.host:
             raise ValueError("connect() to a link-local IPv6 address (%scope) is not modelled")
+        for what, text in (("destination", self.host), ("source", self.source)):
+            if text is not None and self.family == AF_INET6 and v6_is_mapped(parse_ipv6(text)):
+                raise ValueError(f"a v4-mapped {what} address ({text}) is not modelled by explain connect: "
+                                 f"ask about the IPv4 address")
         if self.uid is not None and not 0 <= self.uid <= 0xFFFFFFFE:
             raise ValueError(f"uid {self.uid} out of range")
 
     @property
     def address(self) -> int:
         return parse_ipv6(self.host) if self.family == AF_INET6 else parse_ipv4(self.host)
+
+    @property
+    def route_address(self) -> int:
+        """The destination the route is asked for: ``::`` means ``::1`` (``tcp_v6_connect``);
+        ``0.0.0.0`` is asked as it is (the route lookup makes it the source, ``ip_route_connect``)."""
+        a = self.address
+        return 1 if a == 0 and self.family == AF_INET6 else a
 
     @property
     def source_address(self) -> int | None:
@@ -224,7 +235,7 @@ def explain_connect(snap: Snapshot, q: ConnectQuestion, route: Route | OSError) 
     takes a port no socket holds (spec §5.2), so connect()'s 4-tuple is new; with it, the port
     is chosen by connect() as without a bind, from the bound source."""
     uid = snap.euid if q.uid is None else q.uid
-    dest = q.address
+    dest = q.route_address
     notes: list[str] = []
     extra: dict[str, Any] = {}
     bound_port = False
@@ -258,15 +269,22 @@ def explain_connect(snap: Snapshot, q: ConnectQuestion, route: Route | OSError) 
     source = route.source
     src_text = addr_text(q.family, source)
     extra["source_address"] = src_text
+    if dest == 0:
+        dest = source    # connect() to 0.0.0.0 reaches the source address itself (ip_route_connect)
+    dest_text = addr_text(q.family, dest)
+    dest_end = f"[{dest_text}]:{q.port}" if q.family == AF_INET6 else f"{dest_text}:{q.port}"
+    if dest != q.address:
+        extra["destination_address"] = dest_text
+        notes.append(f"connect() to {q.host} reaches {dest_text}")
     lo, hi = snap.port_range()
-    tuple_text = f"{src_text} -> {q.endpoint}"
+    tuple_text = f"{src_text} -> {dest_end}"
     if bound_port:
         port_reason = HostReason(
             "bound-before-connect", "§5.2", f"bind() took a port no socket holds, so the 4-tuple {tuple_text} "
             f"from it is new (connect() does not choose the port; it cannot share one with other "
             f"destinations either)", [], None)
         if route.kind == "local":
-            return _local_answer(snap, q, uid, source, port_reason, notes, extra)
+            return _local_answer(snap, q, uid, source, dest_text, port_reason, notes, extra)
         port_reason.message += (f"; the SYN would leave through {extra['route']['device'] or 'the route'}"
                                 f" -- whether {q.endpoint} answers cannot be known here (nothing is sent)")
         return _verdict(q, uid, "ok", [Case(True, None, "connect", [port_reason])], notes, extra)
@@ -280,7 +298,7 @@ def explain_connect(snap: Snapshot, q: ConnectQuestion, route: Route | OSError) 
         f"ip_local_port_range {lo}-{hi} are left ({counts.free} free, {counts.shared} used only by connections "
         f"to other destinations)", [], None)
     if route.kind == "local":
-        v = _local_answer(snap, q, uid, source, port_reason, notes, extra)
+        v = _local_answer(snap, q, uid, source, dest_text, port_reason, notes, extra)
     else:
         port_reason.message += (f"; the SYN would leave through {extra['route']['device'] or 'the route'}"
                                 f" -- whether {q.endpoint} answers cannot be known here (nothing is sent)")
@@ -350,13 +368,14 @@ def _exhausted(snap: Snapshot, q: ConnectQuestion, uid: int, counts: PortCount, 
                     "timestamps, which the kernel does not report")
 
 
-def _local_answer(snap: Snapshot, q: ConnectQuestion, uid: int, source: int, port_reason: HostReason,
-                  notes: list[str], extra: dict[str, Any]) -> Verdict:
+def _local_answer(snap: Snapshot, q: ConnectQuestion, uid: int, source: int, dest_text: str,
+                  port_reason: HostReason, notes: list[str], extra: dict[str, Any]) -> Verdict:
     """A local destination: does a listener take the SYN?  Asked of the model under the
     pessimistic and the optimistic assumption about unknown flags (IPV6_V6ONLY of ``[::]``
     listeners decides whether they take IPv4)."""
     # Only the listeners are loaded: the SYN of a new connection has a new 4-tuple, so no
     # established socket or remnant can take it (and 8 000 client sockets would cost seconds).
+    end = f"[{dest_text}]:{q.port}" if q.family == AF_INET6 else f"{dest_text}:{q.port}"
     listening = copy.copy(snap)
     listening.sockets = [hs for hs in snap.sockets if hs.row.proto == "tcp" and hs.row.state == LISTEN]
     listening._groups = {}
@@ -364,7 +383,7 @@ def _local_answer(snap: Snapshot, q: ConnectQuestion, uid: int, source: int, por
     for assume in (never, Assumption(True)):
         ns, fd_map, _load_notes = load(listening, "tcp", assume)
         src = (addr_text(q.family, source), 40000)
-        d = ns.who_receives("tcp", src, (q.host, q.port), q.device)
+        d = ns.who_receives("tcp", src, (dest_text, q.port), q.device)
         listener = None
         for fd in d.fds:
             cls = fd_map.get(fd)
@@ -378,9 +397,9 @@ def _local_answer(snap: Snapshot, q: ConnectQuestion, uid: int, source: int, por
                      "is not modelled)")
         return _verdict(q, uid, "ok", [Case(True, None, "connect", [port_reason])], notes, extra)
     refused = Case(False, "ECONNREFUSED", "connect", [port_reason, HostReason(
-        "no-listener", "§7.1", f"nothing listens on {q.endpoint}: the SYN is answered with a reset (a blocking "
+        "no-listener", "§7.1", f"nothing listens on {end}: the SYN is answered with a reset (a blocking "
         f"connect() fails with ECONNREFUSED; a non-blocking one says EINPROGRESS, then SO_ERROR is ECONNREFUSED)",
-        [f"a server listened on {q.endpoint} (or on its wildcard address)"], None)])
+        [f"a server listened on {end} (or on its wildcard address)"], None)])
     if found[0] is None and found[1] is None:
         return _verdict(q, uid, "fail", [refused], notes, extra)
     hs = found[1]
