@@ -69,6 +69,18 @@ examples:
 # ------------------------------------------------------------------------------------------
 
 
+def wrap(text: str, width: int = 92) -> str:
+    """Greedy word wrap for help descriptions (textwrap.fill without its ~1 ms import, which
+    every command would pay: the parsers are built for each run)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "\n".join(lines)
+
+
 def _one_line_error(parser: argparse.ArgumentParser):
     def error(message: str) -> None:
         sys.stderr.write(f"{parser.prog}: error: {message} (see {parser.prog} --help)\n")
@@ -119,10 +131,10 @@ def add_parsers(sub: Any, parent: argparse.ArgumentParser | None = None) -> None
     the main parser)."""
     fmt = argparse.RawDescriptionHelpFormatter
     ls = sub.add_parser("ls", help="every socket on this host that holds a port, with its processes",
-                        description="List every TCP and UDP socket of this network namespace that holds "
+                        description=wrap("List every TCP and UDP socket of this network namespace that holds "
                                     "a local port -- listening, bound-only, connected and TIME_WAIT -- with "
                                     "uid, processes, SO_REUSEADDR/SO_REUSEPORT where they can be read, and "
-                                    "the time a TIME_WAIT remnant has left.",
+                                    "the time a TIME_WAIT remnant has left."),
                         epilog=LS_EPILOG, formatter_class=fmt)
     proto = ls.add_mutually_exclusive_group()
     proto.add_argument("--tcp", action="store_true", help="TCP only")
@@ -134,14 +146,14 @@ def add_parsers(sub: Any, parent: argparse.ArgumentParser | None = None) -> None
     _common(ls)
 
     ex = sub.add_parser("explain", help="would bind()/listen() of this address, or connect() to it, succeed here",
-                        description="Load this host's sockets, devices, addresses and sysctls into the model "
+                        description=wrap("Load this host's sockets, devices, addresses and sysctls into the model "
                                     "and ask it whether a new socket could bind (and listen on) an address: "
                                     "which sockets block it (pid, command, uid, state, flags), the rule, and "
                                     "the smallest changes that would make it work.  With 'connect': whether a "
                                     "new TCP socket's connect() to ADDR:PORT would start -- the route (asked of "
                                     "the kernel, as ip route get), a local port from the ephemeral range for "
                                     "that destination (or EADDRNOTAVAIL, and who holds the ports), and for a "
-                                    "local destination whether anything listens.  Nothing is bound or sent.",
+                                    "local destination whether anything listens.  Nothing is bound or sent."),
                         epilog=EXPLAIN_EPILOG, formatter_class=fmt)
     ex.add_argument("proto", metavar="tcp|udp|connect",
                     help="bind() of a TCP or UDP socket, or connect() of a TCP socket")
@@ -165,10 +177,10 @@ def add_parsers(sub: Any, parent: argparse.ArgumentParser | None = None) -> None
     _common(ex)
 
     po = sub.add_parser("ports", help="ephemeral range, ports in use, connections left per destination",
-                        description="The ephemeral port range and reserved ports, how many ports are in use "
+                        description=wrap("The ephemeral port range and reserved ports, how many ports are in use "
                                     "or in TIME_WAIT per protocol and per destination, how many more "
                                     "connections each destination can take before connect() fails with "
-                                    "EADDRNOTAVAIL, and fixed listening ports inside the ephemeral range.",
+                                    "EADDRNOTAVAIL, and fixed listening ports inside the ephemeral range."),
                         epilog=PORTS_EPILOG, formatter_class=fmt)
     _common(po)
     for p in (ls, ex, po) + ((parent,) if parent is not None else ()):

@@ -63,16 +63,7 @@ Each scenario is a file portspace run accepts: portspace run --example NAME"""
 
 def add_parsers(sub: Any) -> list[argparse.ArgumentParser]:
     fmt = argparse.RawDescriptionHelpFormatter
-
-    def wrap(text: str, width: int = 92) -> str:
-        """Greedy word wrap (textwrap.fill without its ~1 ms import, paid by every command)."""
-        lines: list[str] = []
-        for word in text.split():
-            if lines and len(lines[-1]) + 1 + len(word) <= width:
-                lines[-1] += " " + word
-            else:
-                lines.append(word)
-        return "\n".join(lines)
+    wrap = _live.wrap
     run = sub.add_parser("run", help="run a scenario file step by step on the model (or the kernel)",
                          description=wrap("Run a scenario (JSON, or a text step script) on a model namespace: "
                                           "each step with its outcome and, for a refusal, the model's reasons; "
