@@ -12,6 +12,8 @@ import contextlib
 import errno
 import io
 import json
+import os
+import shutil
 import socket
 import subprocess
 import time
@@ -23,6 +25,10 @@ from portspace.live import KernelNamespace, probe
 _reason = probe()
 if _reason is not None:
     pytest.skip(f"live kernel namespace unavailable: {_reason}", allow_module_level=True)
+
+IP = shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin:" + os.environ.get("PATH", ""))
+if IP is None:
+    pytest.skip("the `ip` program (iproute2) is not installed: routes cannot be set up", allow_module_level=True)
 
 pytestmark = pytest.mark.kernel
 
@@ -40,7 +46,7 @@ def cli(argv):
 
 
 def ip(*args):
-    subprocess.run(["ip", *args], check=True, capture_output=True)
+    subprocess.run([IP, *args], check=True, capture_output=True)
 
 
 def outcome(kns, host, port, family=socket.AF_INET, blocking=True, keep=None):
