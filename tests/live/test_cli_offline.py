@@ -204,8 +204,12 @@ def _varied_sockets():
     return socks
 
 
-def test_ls_json_is_exactly_what_json_dumps_writes():
+@pytest.mark.parametrize("loop", ["accelerator", "python"])   # the C loop where built, and the Python one
+def test_ls_json_is_exactly_what_json_dumps_writes(loop, monkeypatch):
+    from portspace.cli import _live
     from portspace.cli._live import _ls_json
+    if loop == "python":
+        monkeypatch.setattr(_live, "_ls_json_c", None)
     socks = _varied_sockets()
     notes = ["a note", 'with "quotes" and ünïcode']
     expected = json.dumps({"source": "sock_diag", "sockets": [hs.as_dict() for hs in socks], "notes": notes})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import os
 import random
 import struct
@@ -246,6 +247,31 @@ def test_ls_columns_reads_attributes_of_other_classes(speedups):
     cols = _ls_c(speedups, socks)
     assert cols == _live._ls_columns_py(socks)
     assert cols[2] == ["[fe80::1]:80", "[fe80::1%eth0]:80", "[fe80::1]:80"]
+
+
+def _json_c(speedups, socks):
+    return speedups.ls_json(socks, _live._json_host, _live._json_head, _live._json_text, _live._json_proc,
+                            _live._json_v6only)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_host_sockets(), max_size=30).flatmap(lambda xs: st.permutations(xs + xs[: len(xs) // 2])),
+       st.lists(st.sampled_from([None, "not read", 'odd "note"\n', "été"]), min_size=45, max_size=45))
+def test_ls_json_is_the_python_loop(speedups, socks, notes):
+    for hs, note in zip(socks, notes):
+        hs.flags_note = note
+    body = _json_c(speedups, socks)
+    assert body == _live._ls_json_rows(socks)
+    assert json.loads(f"[{body}]") == [hs.as_dict() for hs in socks]
+
+
+def test_ls_json_declines_what_it_does_not_know(speedups):
+    good = _snapshot.HostSocket(SockRow("tcp", 2, 10, 0, 80, 0, 0, 0, 0, 9, None, 0, None, False))
+    odd = _snapshot.HostSocket(SockRow("tcp", 2, 10, 0, 80, 0, 0, 0, -5, 9, None, 0, None, False))   # uid < 0
+    assert _json_c(speedups, [good, odd]) is None
+    good.reuseaddr = 1                                                    # not a bool
+    assert _json_c(speedups, [good]) is None
+    assert _json_c(speedups, (good,)) is None
 
 
 # ---- attribute ---------------------------------------------------------------------------------

@@ -27,9 +27,9 @@ from itertools import repeat
 from typing import Any, Sequence, TextIO
 
 try:   # the optional C accelerator (live/_speedups.c): the ls cells and the table render
-    from portspace.live._speedups import ls_columns as _ls_columns_c, render as _render_c
+    from portspace.live._speedups import ls_columns as _ls_columns_c, ls_json as _ls_json_c, render as _render_c
 except ImportError:   # pragma: no cover - depends on the build
-    _ls_columns_c = _render_c = None
+    _ls_columns_c = _ls_json_c = _render_c = None
 
 COMMANDS = ("ls", "explain", "ports")
 SHOWN = 5   # list items printed before "... and N more" in text output (JSON has them all)
@@ -305,63 +305,107 @@ def _ls(args: argparse.Namespace, snapshot: Any) -> int:
     return 0
 
 
+def _json_host(family: int, addr: int, dev: str | None) -> tuple[str, str]:
+    """An address's two JSON pieces: the "local"/"peer" text up to the port (``'"[::1]'``,
+    unterminated) and the "local_address" string (``'"::1"'``)."""
+    from json.encoder import encode_basestring_ascii as esc
+    from portspace.live import endpoint_text
+    host = endpoint_text(family, addr, 1, dev)[:-2]
+    return esc(host)[:-1], esc(host.strip("[]"))
+
+
+def _json_head(proto: str, family: int, state: int) -> str:
+    from json.encoder import encode_basestring_ascii as esc
+    from portspace.live import state_name
+    return (f'{{"proto": {esc(proto)}, "family": "{"inet6" if family == 10 else "inet"}", '
+            f'"state": {esc(state_name(proto, state))}, "local": ')
+
+
+def _json_text(text: str | None) -> str:
+    from json.encoder import encode_basestring_ascii as esc
+    return "null" if text is None else esc(text)
+
+
+def _json_proc(pid: int, command: str | None) -> tuple[str, str]:
+    """A holder's JSON object around its fd: ``('{"pid": 1, "fd": ', ', "command": "x"}')``."""
+    return f'{{"pid": {pid}, "fd": ', f', "command": {_json_text(command)}}}'
+
+
+_LIT = {None: "null", True: "true", False: "false"}
+
+
+def _json_v6only(hs: Any) -> str:
+    return _LIT[hs.v6only]
+
+
 def _ls_json(source: str, socks: Sequence[Any], notes: Sequence[str]) -> str:
     """``json.dumps({"source": ..., "sockets": [hs.as_dict() ...], "notes": ...})``, the same
-    text, built by hand: one f-string per socket over cached pieces (addresses, strings already
+    text, built by hand: one piece per socket over cached pieces (addresses, strings already
     escaped by the json module's C escaper), instead of a 20-key dict per socket encoded
-    generically.  tests/live/test_cli_offline.py checks it against json.dumps."""
+    generically -- by the C accelerator's ``ls_json`` where built (the same loop over the same
+    ``_json_*`` functions), else by :func:`_ls_json_rows`.  tests/live/test_cli_offline.py checks
+    it against json.dumps, tests/live/test_speedups.py the two loops against each other."""
     from json import dumps
-    from json.encoder import encode_basestring_ascii as esc
-    from portspace.live import endpoint_text, state_name
-    lit = {None: "null", True: "true", False: "false"}
+    body = None
+    if _ls_json_c is not None:
+        body = _ls_json_c(socks, _json_host, _json_head, _json_text, _json_proc, _json_v6only)
+    if body is None:
+        body = _ls_json_rows(socks)
+    return f'{{"source": {_json_text(source)}, "sockets": [{body}], "notes": {dumps(list(notes))}}}'
+
+
+def _ls_json_rows(socks: Sequence[Any]) -> str:
+    """The sockets of :func:`_ls_json`, comma separated: the Python loop (the reference)."""
+    lit = _LIT
     addrs: dict[tuple, tuple[str, str]] = {}     # (family, address, device) -> ('"[::1]', '"::1"')
     strs: dict[Any, str] = {None: "null"}       # text -> its JSON
     statics: dict[tuple, str] = {}              # (proto, family, state) -> '"proto": ..., "state": ...'
-    procs_of: dict[tuple, str] = {}             # (pid, command) -> '{"pid": 1, "fd": ' ... without fd
+    procs_of: dict[tuple, tuple[str, str]] = {}  # (pid, command) -> the holder's object around its fd
+    v6: dict[tuple, str] = {}
     out = []
     append = out.append
     for hs in socks:
-        proto, family, state, laddr, lport, raddr, rport, ifindex, uid, inode, _v6, _t, expires, tw, _c = hs.row
+        proto, family, state, laddr, lport, raddr, rport, ifindex, uid, inode, v6only, _t, expires, tw, _c = hs.row
         dev = hs.device
         a = addrs.get((family, laddr, dev))
         if a is None:
-            host = endpoint_text(family, laddr, 1, dev)[:-2]
-            a = addrs[(family, laddr, dev)] = (esc(host)[:-1], esc(host.strip("[]")))
+            a = addrs[(family, laddr, dev)] = _json_host(family, laddr, dev)
         if rport:
             b = addrs.get((family, raddr, dev))
             if b is None:
-                host = endpoint_text(family, raddr, 1, dev)[:-2]
-                b = addrs[(family, raddr, dev)] = (esc(host)[:-1], esc(host.strip("[]")))
+                b = addrs[(family, raddr, dev)] = _json_host(family, raddr, dev)
             peer = f'{b[0]}:{rport}"'
         else:
             peer = '"*"'
         ends = f'{a[0]}:{lport or "*"}", "peer": {peer}, "local_address": {a[1]}'
         head = statics.get((proto, family, state))
         if head is None:
-            head = statics[(proto, family, state)] = (
-                f'{{"proto": {esc(proto)}, "family": "{"inet6" if family == 10 else "inet"}", '
-                f'"state": {esc(state_name(proto, state))}, "local": ')
+            head = statics[(proto, family, state)] = _json_head(proto, family, state)
         note = hs.flags_note
         n = strs.get(note)
         if n is None:
-            n = strs[note] = esc(note)
+            n = strs[note] = _json_text(note)
         d = strs.get(dev)
         if d is None:
-            d = strs[dev] = esc(dev)
+            d = strs[dev] = _json_text(dev)
+        # what HostSocket.v6only reads
+        key = (family, v6only, laddr == 0, laddr >> 32 == 0xFFFF)
+        v = v6.get(key)
+        if v is None:
+            v = v6[key] = _json_v6only(hs)
         procs = []
         for pid, fd, command in hs.holders:
-            pre = procs_of.get((pid, command))
-            if pre is None:
-                pre = procs_of[(pid, command)] = f'{{"pid": {pid}, "fd": '
-                procs_of[(pid, command, 1)] = f', "command": {"null" if command is None else esc(command)}}}'
-            procs.append(f"{pre}{fd}{procs_of[(pid, command, 1)]}")
+            pp = procs_of.get((pid, command))
+            if pp is None:
+                pp = procs_of[(pid, command)] = _json_proc(pid, command)
+            procs.append(f"{pp[0]}{fd}{pp[1]}")
         append(f'{head}{ends}, "local_port": {lport}, "peer_port": {rport}, '
                f'"uid": {"null" if tw else uid}, "inode": {inode or "null"}, "time_wait": {lit[tw]}, '
                f'"timer_ms": {"null" if expires is None else expires}, "device": {d}, '
                f'"ifindex": {ifindex or "null"}, "reuseaddr": {lit[hs.reuseaddr]}, '
-               f'"reuseport": {lit[hs.reuseport]}, "v6only": {lit[hs.v6only]}, '
+               f'"reuseport": {lit[hs.reuseport]}, "v6only": {v}, '
                f'"flags_unknown_because": {n}, "processes": [{", ".join(procs)}]}}')
-    return f'{{"source": {esc(source)}, "sockets": [{", ".join(out)}], "notes": {dumps(list(notes))}}}'
+    return ", ".join(out)
 
 
 LS_HEADER = ("PROTO", "STATE", "LOCAL", "PEER", "UID", "FLAGS", "TW-LEFT", "PROCESS")

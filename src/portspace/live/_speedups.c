@@ -33,6 +33,9 @@
  *   ls_columns(socks, host, state, flags, who, procs) -> list[list[str]] | None
  *       ``cli._live._ls_columns_py``: the ls table's cells as columns, made by the same Python
  *       cell functions (called once per distinct value); None for input it does not expect.
+ *   ls_json(socks, host, head, text, proc, v6only) -> str | None
+ *       ``cli._live._ls_json_rows``: the sockets of ``ls --json``, comma separated, from the
+ *       same Python piece functions (called once per distinct value); None as above.
  *   attribute(socks, processes, commands, holder_type, note) -> int | None
  *       ``_snapshot._attribute_py``: holders from the fd walk appended, unheld sockets noted,
  *       their count returned; None (nothing changed) when one inode is in two rows.
@@ -788,6 +791,268 @@ done:
     return result;
 }
 
+/* ---- ls_json ----------------------------------------------------------------------------------- */
+
+/* A growing ASCII buffer. */
+typedef struct { char *p; Py_ssize_t len, cap; } buf_t;
+
+static int buf_put(buf_t *b, const char *s, Py_ssize_t n) {
+    if (b->len + n > b->cap) {
+        Py_ssize_t cap = b->cap ? b->cap : 1 << 16;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *q = PyMem_Realloc(b->p, (size_t)cap);
+        if (!q) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+static int buf_str(buf_t *b, const char *s) { return buf_put(b, s, (Py_ssize_t)strlen(s)); }
+
+/* An ASCII str's characters (the json escaper's output is ASCII); -1 (no error set) when the
+ * object is not an ASCII str. */
+static int buf_text(buf_t *b, PyObject *text) {
+    if (!PyUnicode_Check(text) || !PyUnicode_IS_ASCII(text))
+        return -2;
+    return buf_put(b, (const char *)PyUnicode_1BYTE_DATA(text), PyUnicode_GET_LENGTH(text));
+}
+
+static int buf_num(buf_t *b, unsigned long long v) {
+    char num[24];
+    int n = utoa(num, v);
+    return buf_put(b, num, n);
+}
+
+static const char *lit_of(PyObject *v) {
+    return v == Py_True ? "true" : v == Py_False ? "false" : v == Py_None ? "null" : NULL;
+}
+
+/* A non-negative int that fits 64 bits, or -1. */
+static long long u64_of(PyObject *v) {
+    if (!PyLong_Check(v) || PyBool_Check(v))
+        return -1;
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || x < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    return x;
+}
+
+/* dict[key] made by fn(*key) (a new reference; the key stolen); the value must be a str, or a
+ * 2-tuple of str when ``pair``. */
+static PyObject *cached_any(PyObject *dict, PyObject *key, PyObject *fn, PyObject *arg, int pair) {
+    if (!key)
+        return NULL;
+    PyObject *v = PyDict_GetItemWithError(dict, key);
+    if (v) {
+        Py_INCREF(v);
+    } else if (!PyErr_Occurred()) {
+        v = arg ? PyObject_CallOneArg(fn, arg) : PyObject_CallObject(fn, key);
+        int ok = v && (pair ? PyTuple_Check(v) && PyTuple_GET_SIZE(v) == 2 && PyUnicode_Check(PyTuple_GET_ITEM(v, 0)) &&
+                                  PyUnicode_Check(PyTuple_GET_ITEM(v, 1))
+                            : PyUnicode_Check(v));
+        if (v && !ok) {
+            PyErr_SetString(PyExc_TypeError, "ls_json: a piece function returned the wrong type");
+            Py_CLEAR(v);
+        }
+        if (v && PyDict_SetItem(dict, key, v) < 0)
+            Py_CLEAR(v);
+    }
+    Py_DECREF(key);
+    return v;
+}
+
+static PyObject *sd_ls_json(PyObject *self, PyObject *args) {
+    PyObject *socks, *host_fn, *head_fn, *text_fn, *proc_fn, *v6_fn;
+    if (!PyArg_ParseTuple(args, "OOOOOO", &socks, &host_fn, &head_fn, &text_fn, &proc_fn, &v6_fn))
+        return NULL;
+    if (!PyList_Check(socks))
+        Py_RETURN_NONE;
+    if (intern_names() < 0)
+        return NULL;
+    PyObject *const names[5] = {s_row, s_device, s_reuseaddr, s_reuseport, s_holders};
+    static PyObject *s_note;
+    if (!s_note && !(s_note = PyUnicode_InternFromString("flags_note")))
+        return NULL;
+    slot_map map = {NULL, 5, {0}};
+    PyObject *got[5] = {NULL, NULL, NULL, NULL, NULL}, *note = NULL, *result = NULL;
+    PyObject *addrs = PyDict_New(), *heads = PyDict_New(), *texts = PyDict_New(), *procs = PyDict_New();
+    PyObject *v6s = PyDict_New();
+    memo m_local = {0}, m_peer = {0}, m_head = {0}, m_note = {0}, m_dev = {0}, m_v6 = {0}, m_proc = {0};
+    buf_t b = {NULL, 0, 0};
+    int r;
+    if (!addrs || !heads || !texts || !procs || !v6s)
+        goto done;
+#define PUT(expr) do { if ((r = (expr)) == -2) goto decline; if (r < 0) goto done; } while (0)
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(socks); i++) {
+        PyObject *hs = PyList_GET_ITEM(socks, i);
+        if (get_slots(hs, names, &map, got) < 0)
+            goto done;
+        Py_CLEAR(note);
+        if (!(note = PyObject_GetAttr(hs, s_note)))
+            goto done;
+        PyObject *row = got[S_ROW], *dev = got[S_DEVICE], *holders = got[S_HOLDERS];
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 14 || !PyList_Check(holders))
+            goto decline;
+        PyObject *proto = PyTuple_GET_ITEM(row, 0), *family = PyTuple_GET_ITEM(row, 1);
+        PyObject *state = PyTuple_GET_ITEM(row, 2), *laddr = PyTuple_GET_ITEM(row, 3);
+        PyObject *raddr = PyTuple_GET_ITEM(row, 5), *v6only = PyTuple_GET_ITEM(row, 10);
+        PyObject *expires = PyTuple_GET_ITEM(row, 12), *twobj = PyTuple_GET_ITEM(row, 13);
+        long fam = small_int(family, 255), st = small_int(state, 255);
+        long long lport = u64_of(PyTuple_GET_ITEM(row, 4)), rport = u64_of(PyTuple_GET_ITEM(row, 6));
+        long long ifindex = u64_of(PyTuple_GET_ITEM(row, 7)), uid = u64_of(PyTuple_GET_ITEM(row, 8));
+        long long inode = u64_of(PyTuple_GET_ITEM(row, 9));
+        long long exp = expires == Py_None ? 0 : u64_of(expires);
+        const char *tw = lit_of(twobj), *ra = lit_of(got[S_REUSEADDR]), *rp = lit_of(got[S_REUSEPORT]);
+        uint64_t la_hi, la_lo, ra_hi = 0, ra_lo = 0;
+        if (!PyUnicode_Check(proto) || !PyBool_Check(twobj) || !ra || !rp || fam < 0 || st < 0 || lport < 0 ||
+            rport < 0 || ifindex < 0 || uid < 0 || inode < 0 || exp < 0 || u128(laddr, &la_hi, &la_lo) < 0 ||
+            (rport && u128(raddr, &ra_hi, &ra_lo) < 0))
+            goto decline;
+        int is_tw = twobj == Py_True;
+        PyObject *t;
+        if (i)
+            PUT(buf_put(&b, ", ", 2));
+        /* head: {"proto": ..., "family": ..., "state": ..., "local": */
+        if (!memo_hit(&m_head, fam, st, 0, 0, proto, NULL, NULL, NULL)) {
+            t = cached_any(heads, PyTuple_Pack(3, proto, family, state), head_fn, NULL, 0);
+            if (!t)
+                goto done;
+            memo_set(&m_head, fam, st, 0, 0, proto, NULL, NULL, NULL, t);
+            Py_DECREF(t);
+        }
+        PUT(buf_text(&b, m_head.text));
+        /* "local": "A:P", "peer": "B:Q" | "*", "local_address": "A" */
+        if (!memo_hit(&m_local, fam, 0, la_hi, la_lo, dev, NULL, NULL, NULL)) {
+            t = cached_any(addrs, PyTuple_Pack(3, family, laddr, dev), host_fn, NULL, 1);
+            if (!t)
+                goto done;
+            memo_set(&m_local, fam, 0, la_hi, la_lo, dev, NULL, NULL, NULL, t);
+            Py_DECREF(t);
+        }
+        PUT(buf_text(&b, PyTuple_GET_ITEM(m_local.text, 0)));
+        PUT(buf_put(&b, ":", 1));
+        PUT(lport ? buf_num(&b, (unsigned long long)lport) : buf_put(&b, "*", 1));
+        PUT(buf_str(&b, "\", \"peer\": "));
+        if (rport) {
+            if (!memo_hit(&m_peer, fam, 0, ra_hi, ra_lo, dev, NULL, NULL, NULL)) {
+                t = cached_any(addrs, PyTuple_Pack(3, family, raddr, dev), host_fn, NULL, 1);
+                if (!t)
+                    goto done;
+                memo_set(&m_peer, fam, 0, ra_hi, ra_lo, dev, NULL, NULL, NULL, t);
+                Py_DECREF(t);
+            }
+            PUT(buf_text(&b, PyTuple_GET_ITEM(m_peer.text, 0)));
+            PUT(buf_put(&b, ":", 1));
+            PUT(buf_num(&b, (unsigned long long)rport));
+            PUT(buf_put(&b, "\"", 1));
+        } else {
+            PUT(buf_str(&b, "\"*\""));
+        }
+        PUT(buf_str(&b, ", \"local_address\": "));
+        PUT(buf_text(&b, PyTuple_GET_ITEM(m_local.text, 1)));
+        PUT(buf_str(&b, ", \"local_port\": "));
+        PUT(buf_num(&b, (unsigned long long)lport));
+        PUT(buf_str(&b, ", \"peer_port\": "));
+        PUT(buf_num(&b, (unsigned long long)rport));
+        PUT(buf_str(&b, ", \"uid\": "));
+        PUT(is_tw ? buf_str(&b, "null") : buf_num(&b, (unsigned long long)uid));
+        PUT(buf_str(&b, ", \"inode\": "));
+        PUT(inode ? buf_num(&b, (unsigned long long)inode) : buf_str(&b, "null"));
+        PUT(buf_str(&b, ", \"time_wait\": "));
+        PUT(buf_str(&b, tw));
+        PUT(buf_str(&b, ", \"timer_ms\": "));
+        PUT(expires == Py_None ? buf_str(&b, "null") : buf_num(&b, (unsigned long long)exp));
+        /* "device": null | "name" */
+        PUT(buf_str(&b, ", \"device\": "));
+        if (!memo_hit(&m_dev, 0, 0, 0, 0, dev, NULL, NULL, NULL)) {
+            t = cached_any(texts, PyTuple_Pack(1, dev), text_fn, NULL, 0);
+            if (!t)
+                goto done;
+            memo_set(&m_dev, 0, 0, 0, 0, dev, NULL, NULL, NULL, t);
+            Py_DECREF(t);
+        }
+        PUT(buf_text(&b, m_dev.text));
+        PUT(buf_str(&b, ", \"ifindex\": "));
+        PUT(ifindex ? buf_num(&b, (unsigned long long)ifindex) : buf_str(&b, "null"));
+        PUT(buf_str(&b, ", \"reuseaddr\": "));
+        PUT(buf_str(&b, ra));
+        PUT(buf_str(&b, ", \"reuseport\": "));
+        PUT(buf_str(&b, rp));
+        /* "v6only": keyed by what HostSocket.v6only reads */
+        PUT(buf_str(&b, ", \"v6only\": "));
+        {
+            int zero = la_hi == 0 && la_lo == 0, mapped = la_hi == 0 && (la_lo >> 32) == 0xFFFF;
+            if (!memo_hit(&m_v6, fam, zero * 2 + mapped, 0, 0, v6only, NULL, NULL, NULL)) {
+                PyObject *key = PyTuple_Pack(4, family, v6only, zero ? Py_True : Py_False, mapped ? Py_True : Py_False);
+                t = cached_any(v6s, key, v6_fn, hs, 0);
+                if (!t)
+                    goto done;
+                memo_set(&m_v6, fam, zero * 2 + mapped, 0, 0, v6only, NULL, NULL, NULL, t);
+                Py_DECREF(t);
+            }
+            PUT(buf_text(&b, m_v6.text));
+        }
+        PUT(buf_str(&b, ", \"flags_unknown_because\": "));
+        if (!memo_hit(&m_note, 0, 0, 0, 0, note, NULL, NULL, NULL)) {
+            t = cached_any(texts, PyTuple_Pack(1, note), text_fn, NULL, 0);
+            if (!t)
+                goto done;
+            memo_set(&m_note, 0, 0, 0, 0, note, NULL, NULL, NULL, t);
+            Py_DECREF(t);
+        }
+        PUT(buf_text(&b, m_note.text));
+        PUT(buf_str(&b, ", \"processes\": ["));
+        for (Py_ssize_t k = 0; k < PyList_GET_SIZE(holders); k++) {
+            PyObject *h = PyList_GET_ITEM(holders, k);
+            if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 3)
+                goto decline;
+            PyObject *pid = PyTuple_GET_ITEM(h, 0), *command = PyTuple_GET_ITEM(h, 2);
+            long long pidn = u64_of(pid), fd = u64_of(PyTuple_GET_ITEM(h, 1));
+            if (pidn < 0 || fd < 0)
+                goto decline;
+            if (!memo_hit(&m_proc, (long)pidn, 0, 0, 0, command, NULL, NULL, NULL)) {
+                t = cached_any(procs, PyTuple_Pack(2, pid, command), proc_fn, NULL, 1);
+                if (!t)
+                    goto done;
+                memo_set(&m_proc, (long)pidn, 0, 0, 0, command, NULL, NULL, NULL, t);
+                Py_DECREF(t);
+            }
+            if (k)
+                PUT(buf_put(&b, ", ", 2));
+            PUT(buf_text(&b, PyTuple_GET_ITEM(m_proc.text, 0)));
+            PUT(buf_num(&b, (unsigned long long)fd));
+            PUT(buf_text(&b, PyTuple_GET_ITEM(m_proc.text, 1)));
+        }
+        PUT(buf_str(&b, "]}"));
+    }
+#undef PUT
+    result = PyUnicode_DecodeASCII(b.p ? b.p : "", b.len, "strict");
+    goto done;
+decline:
+    PyErr_Clear();
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (int k = 0; k < 5; k++)
+        Py_XDECREF(got[k]);
+    Py_XDECREF(note);
+    memo_clear(&m_local); memo_clear(&m_peer); memo_clear(&m_head); memo_clear(&m_note); memo_clear(&m_dev);
+    memo_clear(&m_v6); memo_clear(&m_proc);
+    Py_XDECREF(addrs); Py_XDECREF(heads); Py_XDECREF(texts); Py_XDECREF(procs); Py_XDECREF(v6s);
+    PyMem_Free(b.p);
+    return result;
+}
+
 /* ---- attribute ----------------------------------------------------------------------------- */
 
 static int is_zero(PyObject *v) {
@@ -1069,6 +1334,8 @@ static PyMethodDef methods[] = {
     {"sort_rows", sd_sort_rows, METH_VARARGS, "sort_rows(rows) -> bool: sort SockRows in ls order"},
     {"ls_columns", sd_ls_columns, METH_VARARGS,
      "ls_columns(socks, host, state, flags, who, procs) -> list[list[str]] | None: the ls cells"},
+    {"ls_json", sd_ls_json, METH_VARARGS,
+     "ls_json(socks, host, head, text, proc, v6only) -> str | None: the sockets of ls --json"},
     {"attribute", sd_attribute, METH_VARARGS,
      "attribute(socks, processes, commands, holder_type, note) -> int | None: holders from an fd walk"},
     {"render", sd_render, METH_VARARGS, "render(cols, header) -> str | None: the aligned table"},
