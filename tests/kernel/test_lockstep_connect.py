@@ -241,6 +241,7 @@ class ConnectLockstep(PairMachine):
                 child.close()
             return multiple()
         child = Pair(name, pair.kind, made["model"], made["kernel"], bound=True)
+        child.auto = pair.auto   # an accepted socket has its listener's port, automatic or not
         self.pairs.append(child)
         self.peer(child)
         return child
