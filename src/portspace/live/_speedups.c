@@ -438,8 +438,9 @@ static PyObject *joined(PyObject *text, const char *sep, const char *tail) {
 }
 
 /* dict[key], or fn(*key) -- fn(arg) when ``arg`` is given -- stored under key: a new
- * reference, NULL on error.  Steals ``key`` (NULL: an error is already set). */
-static PyObject *cached(PyObject *dict, PyObject *key, PyObject *fn, PyObject *arg) {
+ * reference, NULL on error.  The value must be a str, or with ``pair`` a 2-tuple of str.
+ * Steals ``key`` (NULL: an error is already set). */
+static PyObject *cached(PyObject *dict, PyObject *key, PyObject *fn, PyObject *arg, int pair) {
     if (!key)
         return NULL;
     PyObject *v = PyDict_GetItemWithError(dict, key);
@@ -447,8 +448,11 @@ static PyObject *cached(PyObject *dict, PyObject *key, PyObject *fn, PyObject *a
         Py_INCREF(v);
     } else if (!PyErr_Occurred()) {
         v = arg ? PyObject_CallOneArg(fn, arg) : PyObject_CallObject(fn, key);
-        if (v && !PyUnicode_Check(v)) {
-            PyErr_SetString(PyExc_TypeError, "ls_columns: a cell function returned a non-str");
+        int ok = v && (pair ? PyTuple_Check(v) && PyTuple_GET_SIZE(v) == 2 && PyUnicode_Check(PyTuple_GET_ITEM(v, 0)) &&
+                                  PyUnicode_Check(PyTuple_GET_ITEM(v, 1))
+                            : PyUnicode_Check(v));
+        if (v && !ok) {
+            PyErr_SetString(PyExc_TypeError, "a cell or piece function returned the wrong type");
             Py_CLEAR(v);
         }
         if (v && PyDict_SetItem(dict, key, v) < 0)
@@ -499,6 +503,20 @@ static void memo_set(memo *m, long n1, long n2, uint64_t hi, uint64_t lo, PyObje
 static void memo_clear(memo *m) {
     Py_CLEAR(m->text); Py_CLEAR(m->o1); Py_CLEAR(m->o2); Py_CLEAR(m->o3); Py_CLEAR(m->o4);
 }
+
+/* Make ``m.text`` this row's cell: kept when the row's C values (n1, n2, hi, lo, o1..o4) are the
+ * memo's, else ``cached(dict, KEY, fn, arg, pair)`` remembered under them.  KEY is built only on
+ * a miss.  Jumps to ``done`` on an error (the function's one exit). */
+#define MEMO(m, n1, n2, hi, lo, o1, o2, o3, o4, dict, KEY, fn, arg, pair)                          \
+    do {                                                                                       \
+        if (!memo_hit(&(m), n1, n2, hi, lo, o1, o2, o3, o4)) {                                  \
+            PyObject *made_ = cached(dict, KEY, fn, arg, pair);                                \
+            if (!made_)                                                                        \
+                goto done;                                                                     \
+            memo_set(&(m), n1, n2, hi, lo, o1, o2, o3, o4, made_);                             \
+            Py_DECREF(made_);                                                                  \
+        }                                                                                      \
+    } while (0)
 
 /* Reading a HostSocket's attributes.  HostSocket keeps them in __slots__: when an object's
  * type keeps an attribute as a plain object slot and nothing overrides attribute access, it
@@ -608,54 +626,30 @@ static PyObject *sd_ls_columns(PyObject *self, PyObject *args) {
         if (!PyUnicode_Check(proto) || !PyBool_Check(twobj) || fam < 0 || st < 0 || ifi < 0 || lport < 0 ||
             rport < 0 || u128(laddr, &la_hi, &la_lo) < 0 || (rport && u128(raddr, &ra_hi, &ra_lo) < 0))
             goto decline;
-        int tw = twobj == Py_True, err;
+        int tw = twobj == Py_True;
         PyObject *t;
 
         /* LOCAL and PEER: "addr:port" */
-        if (memo_hit(&m_local, fam, 0, la_hi, la_lo, dev, NULL, NULL, NULL)) {
-            t = m_local.text;
-            Py_INCREF(t);
-        } else {
-            t = cached(addrs, PyTuple_Pack(3, family, laddr, dev), host_fn, NULL);
-            if (!t)
-                goto done;
-            memo_set(&m_local, fam, 0, la_hi, la_lo, dev, NULL, NULL, NULL, t);
-        }
+        MEMO(m_local, fam, 0, la_hi, la_lo, dev, NULL, NULL, NULL, addrs, PyTuple_Pack(3, family, laddr, dev),
+             host_fn, NULL, 0);
         if (lport)
             utoa(num, (unsigned long long)lport);
         else
             strcpy(num, "*");
-        err = append_new(COL(C_LOCAL), joined(t, ":", num));
-        Py_DECREF(t);
-        if (err < 0)
+        if (append_new(COL(C_LOCAL), joined(m_local.text, ":", num)) < 0)
             goto done;
         if (rport) {
-            if (memo_hit(&m_peer, fam, 0, ra_hi, ra_lo, dev, NULL, NULL, NULL)) {
-                t = m_peer.text;
-                Py_INCREF(t);
-            } else {
-                t = cached(addrs, PyTuple_Pack(3, family, raddr, dev), host_fn, NULL);
-                if (!t)
-                    goto done;
-                memo_set(&m_peer, fam, 0, ra_hi, ra_lo, dev, NULL, NULL, NULL, t);
-            }
+            MEMO(m_peer, fam, 0, ra_hi, ra_lo, dev, NULL, NULL, NULL, addrs, PyTuple_Pack(3, family, raddr, dev),
+                 host_fn, NULL, 0);
             utoa(num, (unsigned long long)rport);
-            err = append_new(COL(C_PEER), joined(t, ":", num));
-            Py_DECREF(t);
-            if (err < 0)
+            if (append_new(COL(C_PEER), joined(m_peer.text, ":", num)) < 0)
                 goto done;
         } else if (PyList_Append(COL(C_PEER), star) < 0) {
             goto done;
         }
 
         /* STATE, and PROTO ("tcp6" for AF_INET6) */
-        if (!memo_hit(&m_state, st, 0, 0, 0, proto, NULL, NULL, NULL)) {
-            t = cached(states, PyTuple_Pack(2, proto, state), state_fn, NULL);
-            if (!t)
-                goto done;
-            memo_set(&m_state, st, 0, 0, 0, proto, NULL, NULL, NULL, t);
-            Py_DECREF(t);
-        }
+        MEMO(m_state, st, 0, 0, 0, proto, NULL, NULL, NULL, states, PyTuple_Pack(2, proto, state), state_fn, NULL, 0);
         if (PyList_Append(COL(C_STATE), m_state.text) < 0)
             goto done;
         if (fam != FAMILY_INET6) {
@@ -722,15 +716,9 @@ static PyObject *sd_ls_columns(PyObject *self, PyObject *args) {
         /* FLAGS: keyed by what flags_text() reads (see _ls_columns_py) */
         {
             int zero = la_hi == 0 && la_lo == 0, mapped = la_hi == 0 && (la_lo >> 32) == 0xFFFF;
-            if (!memo_hit(&m_flags, fam, ifi, (uint64_t)zero, (uint64_t)mapped, ra, rp, v6only, dev)) {
-                PyObject *key = PyTuple_Pack(8, family, ra, rp, v6only, zero ? Py_True : Py_False,
-                                             mapped ? Py_True : Py_False, dev, ifindex);
-                t = cached(flags, key, flags_fn, hs);
-                if (!t)
-                    goto done;
-                memo_set(&m_flags, fam, ifi, (uint64_t)zero, (uint64_t)mapped, ra, rp, v6only, dev, t);
-                Py_DECREF(t);
-            }
+            MEMO(m_flags, fam, ifi, (uint64_t)zero, (uint64_t)mapped, ra, rp, v6only, dev, flags,
+                 PyTuple_Pack(8, family, ra, rp, v6only, zero ? Py_True : Py_False, mapped ? Py_True : Py_False,
+                              dev, ifindex), flags_fn, hs, 0);
             if (PyList_Append(COL(C_FLAGS), m_flags.text) < 0)
                 goto done;
         }
@@ -847,30 +835,6 @@ static long long u64_of(PyObject *v) {
     return x;
 }
 
-/* dict[key] made by fn(*key) (a new reference; the key stolen); the value must be a str, or a
- * 2-tuple of str when ``pair``. */
-static PyObject *cached_any(PyObject *dict, PyObject *key, PyObject *fn, PyObject *arg, int pair) {
-    if (!key)
-        return NULL;
-    PyObject *v = PyDict_GetItemWithError(dict, key);
-    if (v) {
-        Py_INCREF(v);
-    } else if (!PyErr_Occurred()) {
-        v = arg ? PyObject_CallOneArg(fn, arg) : PyObject_CallObject(fn, key);
-        int ok = v && (pair ? PyTuple_Check(v) && PyTuple_GET_SIZE(v) == 2 && PyUnicode_Check(PyTuple_GET_ITEM(v, 0)) &&
-                                  PyUnicode_Check(PyTuple_GET_ITEM(v, 1))
-                            : PyUnicode_Check(v));
-        if (v && !ok) {
-            PyErr_SetString(PyExc_TypeError, "ls_json: a piece function returned the wrong type");
-            Py_CLEAR(v);
-        }
-        if (v && PyDict_SetItem(dict, key, v) < 0)
-            Py_CLEAR(v);
-    }
-    Py_DECREF(key);
-    return v;
-}
-
 static PyObject *sd_ls_json(PyObject *self, PyObject *args) {
     PyObject *socks, *host_fn, *head_fn, *text_fn, *proc_fn, *v6_fn;
     if (!PyArg_ParseTuple(args, "OOOOOO", &socks, &host_fn, &head_fn, &text_fn, &proc_fn, &v6_fn))
@@ -919,38 +883,22 @@ static PyObject *sd_ls_json(PyObject *self, PyObject *args) {
             (rport && u128(raddr, &ra_hi, &ra_lo) < 0))
             goto decline;
         int is_tw = twobj == Py_True;
-        PyObject *t;
         if (i)
             PUT(buf_put(&b, ", ", 2));
         /* head: {"proto": ..., "family": ..., "state": ..., "local": */
-        if (!memo_hit(&m_head, fam, st, 0, 0, proto, NULL, NULL, NULL)) {
-            t = cached_any(heads, PyTuple_Pack(3, proto, family, state), head_fn, NULL, 0);
-            if (!t)
-                goto done;
-            memo_set(&m_head, fam, st, 0, 0, proto, NULL, NULL, NULL, t);
-            Py_DECREF(t);
-        }
+        MEMO(m_head, fam, st, 0, 0, proto, NULL, NULL, NULL, heads, PyTuple_Pack(3, proto, family, state), head_fn,
+             NULL, 0);
         PUT(buf_text(&b, m_head.text));
         /* "local": "A:P", "peer": "B:Q" | "*", "local_address": "A" */
-        if (!memo_hit(&m_local, fam, 0, la_hi, la_lo, dev, NULL, NULL, NULL)) {
-            t = cached_any(addrs, PyTuple_Pack(3, family, laddr, dev), host_fn, NULL, 1);
-            if (!t)
-                goto done;
-            memo_set(&m_local, fam, 0, la_hi, la_lo, dev, NULL, NULL, NULL, t);
-            Py_DECREF(t);
-        }
+        MEMO(m_local, fam, 0, la_hi, la_lo, dev, NULL, NULL, NULL, addrs, PyTuple_Pack(3, family, laddr, dev),
+             host_fn, NULL, 1);
         PUT(buf_text(&b, PyTuple_GET_ITEM(m_local.text, 0)));
         PUT(buf_put(&b, ":", 1));
         PUT(lport ? buf_num(&b, (unsigned long long)lport) : buf_put(&b, "*", 1));
         PUT(buf_str(&b, "\", \"peer\": "));
         if (rport) {
-            if (!memo_hit(&m_peer, fam, 0, ra_hi, ra_lo, dev, NULL, NULL, NULL)) {
-                t = cached_any(addrs, PyTuple_Pack(3, family, raddr, dev), host_fn, NULL, 1);
-                if (!t)
-                    goto done;
-                memo_set(&m_peer, fam, 0, ra_hi, ra_lo, dev, NULL, NULL, NULL, t);
-                Py_DECREF(t);
-            }
+            MEMO(m_peer, fam, 0, ra_hi, ra_lo, dev, NULL, NULL, NULL, addrs, PyTuple_Pack(3, family, raddr, dev),
+                 host_fn, NULL, 1);
             PUT(buf_text(&b, PyTuple_GET_ITEM(m_peer.text, 0)));
             PUT(buf_put(&b, ":", 1));
             PUT(buf_num(&b, (unsigned long long)rport));
@@ -974,13 +922,7 @@ static PyObject *sd_ls_json(PyObject *self, PyObject *args) {
         PUT(expires == Py_None ? buf_str(&b, "null") : buf_num(&b, (unsigned long long)exp));
         /* "device": null | "name" */
         PUT(buf_str(&b, ", \"device\": "));
-        if (!memo_hit(&m_dev, 0, 0, 0, 0, dev, NULL, NULL, NULL)) {
-            t = cached_any(texts, PyTuple_Pack(1, dev), text_fn, NULL, 0);
-            if (!t)
-                goto done;
-            memo_set(&m_dev, 0, 0, 0, 0, dev, NULL, NULL, NULL, t);
-            Py_DECREF(t);
-        }
+        MEMO(m_dev, 0, 0, 0, 0, dev, NULL, NULL, NULL, texts, PyTuple_Pack(1, dev), text_fn, NULL, 0);
         PUT(buf_text(&b, m_dev.text));
         PUT(buf_str(&b, ", \"ifindex\": "));
         PUT(ifindex ? buf_num(&b, (unsigned long long)ifindex) : buf_str(&b, "null"));
@@ -992,24 +934,12 @@ static PyObject *sd_ls_json(PyObject *self, PyObject *args) {
         PUT(buf_str(&b, ", \"v6only\": "));
         {
             int zero = la_hi == 0 && la_lo == 0, mapped = la_hi == 0 && (la_lo >> 32) == 0xFFFF;
-            if (!memo_hit(&m_v6, fam, zero * 2 + mapped, 0, 0, v6only, NULL, NULL, NULL)) {
-                PyObject *key = PyTuple_Pack(4, family, v6only, zero ? Py_True : Py_False, mapped ? Py_True : Py_False);
-                t = cached_any(v6s, key, v6_fn, hs, 0);
-                if (!t)
-                    goto done;
-                memo_set(&m_v6, fam, zero * 2 + mapped, 0, 0, v6only, NULL, NULL, NULL, t);
-                Py_DECREF(t);
-            }
+            MEMO(m_v6, fam, zero * 2 + mapped, 0, 0, v6only, NULL, NULL, NULL, v6s,
+                 PyTuple_Pack(4, family, v6only, zero ? Py_True : Py_False, mapped ? Py_True : Py_False), v6_fn, hs, 0);
             PUT(buf_text(&b, m_v6.text));
         }
         PUT(buf_str(&b, ", \"flags_unknown_because\": "));
-        if (!memo_hit(&m_note, 0, 0, 0, 0, note, NULL, NULL, NULL)) {
-            t = cached_any(texts, PyTuple_Pack(1, note), text_fn, NULL, 0);
-            if (!t)
-                goto done;
-            memo_set(&m_note, 0, 0, 0, 0, note, NULL, NULL, NULL, t);
-            Py_DECREF(t);
-        }
+        MEMO(m_note, 0, 0, 0, 0, note, NULL, NULL, NULL, texts, PyTuple_Pack(1, note), text_fn, NULL, 0);
         PUT(buf_text(&b, m_note.text));
         PUT(buf_str(&b, ", \"processes\": ["));
         for (Py_ssize_t k = 0; k < PyList_GET_SIZE(holders); k++) {
@@ -1020,13 +950,8 @@ static PyObject *sd_ls_json(PyObject *self, PyObject *args) {
             long long pidn = u64_of(pid), fd = u64_of(PyTuple_GET_ITEM(h, 1));
             if (pidn < 0 || fd < 0)
                 goto decline;
-            if (!memo_hit(&m_proc, (long)pidn, 0, 0, 0, command, NULL, NULL, NULL)) {
-                t = cached_any(procs, PyTuple_Pack(2, pid, command), proc_fn, NULL, 1);
-                if (!t)
-                    goto done;
-                memo_set(&m_proc, (long)pidn, 0, 0, 0, command, NULL, NULL, NULL, t);
-                Py_DECREF(t);
-            }
+            MEMO(m_proc, (long)pidn, 0, 0, 0, command, NULL, NULL, NULL, procs, PyTuple_Pack(2, pid, command), proc_fn,
+                 NULL, 1);
             if (k)
                 PUT(buf_put(&b, ", ", 2));
             PUT(buf_text(&b, PyTuple_GET_ITEM(m_proc.text, 0)));
