@@ -8,9 +8,7 @@ recycle (tcp_tw_reuse) -- where whether they used TCP timestamps decides, exit 3
 Loopback and a port-less bridge in a namespace of our own: nothing leaves it."""
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
 import json
 import os
 import shutil
@@ -32,17 +30,7 @@ if IP is None:
 
 pytestmark = pytest.mark.kernel
 
-
-def cli(argv):
-    """``portspace ARGV`` in the namespace's child: (exit code, stdout, stderr)."""
-    from portspace.cli import main
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as e:
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
+from .test_live_host import cli  # noqa: E402 - ``portspace ARGV`` in the namespace's child
 
 
 def ip(*args):

@@ -573,18 +573,7 @@ def _explain(args: argparse.Namespace, snapshot: Any) -> int:
     # flags are read by explain() itself, only for the sockets that matter
     snap = snapshot((proto,), window_for(q), source=args.source, read_flags=False)
     v = explain(snap, q)
-    notes = list(snap.notes) + [n for n in v.notes if n not in snap.notes]
-    if args.json:
-        d = v.as_dict()
-        d["source"] = snap.source
-        d["notes"] = notes
-        import json
-        json.dump(d, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-        return v.exit_code
-    _print_verdict(v, _Style(sys.stdout))
-    _notes(notes)
-    return v.exit_code
+    return _show_verdict(v, snap, args.json)
 
 
 def _explain_connect(args: argparse.Namespace, snapshot: Any, err: str) -> int:
@@ -629,8 +618,13 @@ def _explain_connect(args: argparse.Namespace, snapshot: Any, err: str) -> int:
     except NotImplementedError as e:
         sys.stderr.write(f"{err}{e}\n")
         return 2
+    return _show_verdict(v, snap, args.json)
+
+
+def _show_verdict(v: Any, snap: Any, as_json: bool) -> int:
+    """An explain verdict, as JSON or text, with the snapshot's notes and the verdict's; its exit status."""
     notes = list(snap.notes) + [n for n in v.notes if n not in snap.notes]
-    if args.json:
+    if as_json:
         d = v.as_dict()
         d["source"] = snap.source
         d["notes"] = notes
